@@ -6,10 +6,10 @@ CC      ?= cc
 NVCC    ?= nvcc
 BUILD   ?= build
 PKGS    := libcjson openblas libpcre2-8
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -fopenmp -Iinclude -Isrc \
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread -Iinclude -Isrc \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS  ?=
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread -fopenmp
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 SAN     ?=
 ifneq ($(SAN),)
   CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -39,5 +39,13 @@ void lop_error_prefix(const char *fmt, ...) {
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, g_msg, sizeof old);
-    snprintf(g_msg, sizeof g_msg, "%s: %s", pre, old);
+    size_t n = strlen(pre);
+    if (n > sizeof g_msg - 3) n = sizeof g_msg - 3;
+    memcpy(g_msg, pre, n);
+    g_msg[n] = ':';
+    g_msg[n + 1] = ' ';
+    size_t rest = sizeof g_msg - n - 3, ol = strlen(old);
+    if (ol > rest) ol = rest;
+    memcpy(g_msg + n + 2, old, ol);
+    g_msg[n + 2 + ol] = 0;
 }

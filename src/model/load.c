@@ -5,6 +5,7 @@
 #include "core/status.h"
 #include "io/file.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 lop_status lop_model_load(const char *spec, const lop_load_opts *opts, lop_model **out) {
     *out = NULL;
@@ -27,6 +28,17 @@ lop_status lop_model_load(const char *spec, const lop_load_opts *opts, lop_model
         st = lop_load_gguf(m, spec, opts);
     } else {
         st = lop_fail(LOP_ERR_IO, "%s: no such file or directory (expected an HF directory, a .gguf file or synth:PRESET)", spec);
+    }
+    if (st == LOP_OK && !m->synthetic && !opts->shapes_only) m->weights_loaded = 1;
+    if (st == LOP_OK && !m->tok && m->format[0] == 'h') {
+        /* HF directories carry their tokenizer beside the weights */
+        char *tj = malloc(strlen(spec) + 32);
+        if (!tj) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        else {
+            sprintf(tj, "%s/tokenizer.json", spec);
+            if (lop_file_exists(tj)) st = lop_tokenizer_from_hf_json(tj, &m->tok);
+            free(tj);
+        }
     }
     if (st != LOP_OK) {
         lop_model_free(m);

@@ -1,0 +1,32 @@
+/* Backend vtable: one forward pass over a ragged batch of tokens, with a KV cache per sequence slot.
+ * Why this shape: prefill (many tokens of few sequences) and decode (one token of many sequences)
+ * are the same call, so generation, perplexity and pruning criteria all drive any backend alike. */
+#ifndef LOP_RUNTIME_BACKEND_H
+#define LOP_RUNTIME_BACKEND_H
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* n_tokens tokens; token i belongs to sequence slot seq[i] at position pos[i]. Tokens of one
+ * sequence appear in increasing position order; positions below pos[i] must already be cached
+ * (or be earlier tokens of this batch). Logits are produced for the n_out token indices out_idx[]. */
+typedef struct lop_batch {
+    int n_tokens;
+    const int32_t *tokens, *seq, *pos;
+    int n_out;
+    const int32_t *out_idx;
+} lop_batch;
+
+typedef struct lop_backend lop_backend;
+
+typedef struct lop_backend_ops {
+    const char *name;
+    lop_status (*create)(lop_model *m, const lop_engine_opts *o, lop_backend **out);
+    /* logits: host buffer [n_out][vocab] */
+    lop_status (*forward)(lop_backend *be, const lop_batch *b, float *logits);
+    void (*destroy)(lop_backend *be);
+} lop_backend_ops;
+
+extern const lop_backend_ops lop_cpu_backend;
+
+#endif
