@@ -70,6 +70,11 @@ typedef struct lop_engine_opts {
 lop_status lop_engine_create(lop_model *m, const lop_engine_opts *opts, lop_engine **out);
 void lop_engine_free(lop_engine *e);
 
+/* Bytes one decode step must read from memory: every weight once in the backend's compute format
+ * (embedding table: only the n_seq rows gathered, unless it is also the tied head) plus the K/V of
+ * n_seq sequences at context length ctx. Divided by the step time it gives achieved bandwidth. */
+int64_t lop_engine_decode_bytes(const lop_engine *e, int n_seq, int ctx);
+
 typedef struct lop_sampling {
     float temperature; /* 0 = greedy */
     int top_k;         /* 0 = off */

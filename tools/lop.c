@@ -283,8 +283,11 @@ static int cmd_generate(int argc, char **argv) {
         double dec_tok = gen - r.n_seq; /* first token of each sequence comes from the prefill */
         fprintf(stderr, "prefill: %d tokens in %.1f ms (%.1f tok/s)\n", n_ids * batch, 1e3 * r.prefill_s,
                 n_ids * batch / (r.prefill_s > 0 ? r.prefill_s : 1e-9));
-        fprintf(stderr, "decode:  %d steps x batch %d in %.1f ms: %.2f ms/token step, %.1f tok/s\n", r.n_decode_steps,
-                batch, 1e3 * r.decode_s, ms_step, r.decode_s > 0 ? dec_tok / r.decode_s : 0.0);
+        /* achieved bandwidth at the mean context length of the decode steps */
+        int mean_ctx = n_ids + (r.n_decode_steps + 1) / 2;
+        double gbs = r.n_decode_steps ? (double)lop_engine_decode_bytes(e, batch, mean_ctx) / (ms_step * 1e6) : 0;
+        fprintf(stderr, "decode:  %d steps x batch %d in %.1f ms: %.2f ms/token step, %.1f tok/s, %.1f GB/s\n",
+                r.n_decode_steps, batch, 1e3 * r.decode_s, ms_step, r.decode_s > 0 ? dec_tok / r.decode_s : 0.0, gbs);
         lop_gen_result_free(&r);
     }
     free(prompts);

@@ -35,3 +35,14 @@ void lop_engine_free(lop_engine *e) {
     e->ops->destroy(e->be);
     free(e);
 }
+
+int64_t lop_engine_decode_bytes(const lop_engine *e, int n_seq, int ctx) {
+    const lop_model *m = e->m;
+    const lop_config *c = &m->cfg;
+    int64_t wbytes = 4; /* the CPU backend computes from fp32 weights */
+    int64_t params = lop_model_n_params(m), emb = (int64_t)c->vocab_size * c->dim;
+    int64_t b = (params - (c->tie_embeddings ? 0 : emb)) * wbytes + (int64_t)n_seq * c->dim * wbytes;
+    for (int i = 0; i < c->n_layers; i++)
+        b += 2LL * c->layers[i].n_kv_heads * c->layers[i].head_dim * 4 /* fp32 cache */ * ctx * n_seq;
+    return b;
+}

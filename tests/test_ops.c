@@ -1,0 +1,170 @@
+/* CPU reference operators against hand computations, and the sampler's rules. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "runtime/cpu/ops.h"
+#include "runtime/sampler.h"
+
+#define NEAR(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+
+static void test_rmsnorm(void **st) {
+    (void)st;
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 0.5f, 2, 1}, o[4];
+    lop_cpu_rmsnorm(o, x, w, 1, 4, 0.0f);
+    double r = sqrt((1 + 4 + 9 + 16) / 4.0);
+    NEAR(o[0], 1 / r, 1e-6);
+    NEAR(o[1], 0.5 * 2 / r, 1e-6);
+    NEAR(o[2], 2 * 3 / r, 1e-6);
+    NEAR(o[3], 4 / r, 1e-6);
+}
+
+static void test_linear(void **st) {
+    (void)st;
+    /* X [2][3], W [2][3] (out 2, in 3), bias */
+    float X[6] = {1, 2, 3, -1, 0, 2}, W[6] = {1, 0, 1, 2, 1, 0}, b[2] = {0.5f, -1}, Y[4];
+    lop_cpu_linear(Y, X, W, b, 2, 2, 3);
+    NEAR(Y[0], 4.5, 1e-6);
+    NEAR(Y[1], 3, 1e-6);
+    NEAR(Y[2], 1.5, 1e-6);
+    NEAR(Y[3], -3, 1e-6);
+    lop_cpu_linear(Y, X, W, NULL, 1, 2, 3); /* the sgemv path */
+    NEAR(Y[0], 4, 1e-6);
+    NEAR(Y[1], 4, 1e-6);
+}
+
+static void test_rope_rotate_half(void **st) {
+    (void)st;
+    float inv[2];
+    lop_cpu_rope_inv_freq(inv, 4, 10000.f, NULL);
+    NEAR(inv[0], 1.0, 1e-7);
+    NEAR(inv[1], 0.01, 1e-7);
+    /* pairs are (0,2) and (1,3): rotate-half, not interleaved */
+    float x[4] = {1, 0, 0, 0};
+    lop_cpu_rope(x, 1, 4, 3, inv);
+    NEAR(x[0], cos(3.0), 1e-6);
+    NEAR(x[2], sin(3.0), 1e-6);
+    NEAR(x[1], 0, 1e-7);
+    NEAR(x[3], 0, 1e-7);
+    float y[4] = {0, 1, 0, 2};
+    lop_cpu_rope(y, 1, 4, 5, inv);
+    NEAR(y[1], cos(0.05) - 2 * sin(0.05), 1e-6);
+    NEAR(y[3], 2 * cos(0.05) + sin(0.05), 1e-6);
+}
+
+static void test_rope_llama3(void **st) {
+    (void)st;
+    lop_rope_scaling s = {LOP_ROPE_LLAMA3, 8.f, 1.f, 4.f, 64};
+    int hd = 32;
+    float plain[16], scaled[16];
+    lop_cpu_rope_inv_freq(plain, hd, 500000.f, NULL);
+    lop_cpu_rope_inv_freq(scaled, hd, 500000.f, &s);
+    int n_hi = 0, n_lo = 0, n_mid = 0;
+    for (int i = 0; i < hd / 2; i++) {
+        double wl = 2 * M_PI / plain[i];
+        if (wl < 64 / 4.0) {
+            NEAR(scaled[i], plain[i], 1e-12);
+            n_hi++;
+        } else if (wl > 64 / 1.0) {
+            NEAR(scaled[i], plain[i] / 8, 1e-9 * plain[i]);
+            n_lo++;
+        } else {
+            double sm = (64 / wl - 1) / (4 - 1);
+            NEAR(scaled[i], (1 - sm) * plain[i] / 8 + sm * plain[i], 1e-6 * plain[i]);
+            n_mid++;
+        }
+    }
+    assert_true(n_hi > 0 && n_lo > 0 && n_mid > 0); /* the case exercises all three bands */
+}
+
+static void test_attention_gqa(void **st) {
+    (void)st;
+    /* 2 query heads share 1 kv head, hd 2, 3 cached positions */
+    float q[4] = {1, 0, 0, 1};
+    float K[6] = {1, 0, 0, 1, 1, 1}, V[6] = {1, 2, 3, 4, 5, 6};
+    float out[4], scratch[3];
+    lop_cpu_attention(out, q, K, V, 3, 2, 2, 1, 2, 0, 2, scratch);
+    for (int h = 0; h < 2; h++) {
+        double s[3], m = -1e9, z = 0, o0 = 0, o1 = 0;
+        for (int t = 0; t < 3; t++) {
+            s[t] = (q[2 * h] * K[2 * t] + q[2 * h + 1] * K[2 * t + 1]) / sqrt(2.0);
+            if (s[t] > m) m = s[t];
+        }
+        for (int t = 0; t < 3; t++) z += exp(s[t] - m);
+        for (int t = 0; t < 3; t++) {
+            double p = exp(s[t] - m) / z;
+            o0 += p * V[2 * t];
+            o1 += p * V[2 * t + 1];
+        }
+        NEAR(out[2 * h], o0, 1e-5);
+        NEAR(out[2 * h + 1], o1, 1e-5);
+    }
+}
+
+static void test_swiglu(void **st) {
+    (void)st;
+    float g[2] = {0, 2}, u[2] = {3, -1}, h[2];
+    lop_cpu_swiglu(h, g, u, 2);
+    NEAR(h[0], 0, 1e-7);
+    NEAR(h[1], -2 / (1 + exp(-2.0)), 1e-6);
+}
+
+static void test_sampler(void **st) {
+    (void)st;
+    float base[5] = {1, 3, 3, 0.5f, -2}, l[5];
+    void *work = malloc(lop_sample_work_size(5));
+    lop_rng r;
+    lop_rng_seed(&r, 1, 0);
+    assert_int_equal(lop_argmax(base, 5), 1); /* first of the tie, like torch.argmax */
+    lop_sampling greedy = {0, 0, 1, 0}, k1 = {1.0f, 1, 1, 0}, p_small = {1.0f, 0, 0.01f, 0};
+    memcpy(l, base, sizeof l);
+    assert_int_equal(lop_sample(l, 5, &greedy, &r, work), 1);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(lop_sample(l, 5, &k1, &r, work), 1);
+    memcpy(l, base, sizeof l);
+    assert_int_equal(lop_sample(l, 5, &p_small, &r, work), 1);
+    /* top-k 2 never picks outside the two best; frequencies follow softmax of the survivors */
+    lop_sampling k2 = {1.0f, 2, 1, 0};
+    int cnt[5] = {0};
+    for (int i = 0; i < 20000; i++) {
+        memcpy(l, base, sizeof l);
+        cnt[lop_sample(l, 5, &k2, &r, work)]++;
+    }
+    assert_int_equal(cnt[0] + cnt[3] + cnt[4], 0);
+    assert_true(abs(cnt[1] - cnt[2]) < 800);
+    /* top-p 0.9 over probs {e^1, e^3, e^3, e^.5, e^-2}: keeps the two 3s and the 1 */
+    lop_sampling p9 = {1.0f, 0, 0.9f, 0};
+    int seen[5] = {0};
+    for (int i = 0; i < 20000; i++) {
+        memcpy(l, base, sizeof l);
+        seen[lop_sample(l, 5, &p9, &r, work)]++;
+    }
+    assert_true(seen[0] > 0 && seen[3] == 0 && seen[4] == 0);
+    /* same seed, same stream -> same draws */
+    lop_rng a, b;
+    lop_rng_seed(&a, 42, 3);
+    lop_rng_seed(&b, 42, 3);
+    lop_sampling t = {0.7f, 50, 0.95f, 42};
+    for (int i = 0; i < 100; i++) {
+        float la[5], lb[5];
+        memcpy(la, base, sizeof la);
+        memcpy(lb, base, sizeof lb);
+        assert_int_equal(lop_sample(la, 5, &t, &a, work), lop_sample(lb, 5, &t, &b, work));
+    }
+    free(work);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_rope_rotate_half), cmocka_unit_test(test_rope_llama3),
+        cmocka_unit_test(test_attention_gqa), cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_sampler),
+    };
+    return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
+}
