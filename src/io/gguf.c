@@ -614,11 +614,6 @@ void lop_ggml_dequantize(lop_ggml_type t, const void *src, float *dst, int64_t n
 
 lop_status lop_gguf_dequantize(const lop_gguf *g, const lop_gguf_tensor *t, float *dst) {
     if (!t->data && t->numel) return lop_fail(LOP_ERR_ARG, "%s: tensor '%s' has no data", g->path, t->name);
-    /* rows are independent: split the work by rows (ne[0] elements each) */
-    int64_t row = t->ne[0] ? t->ne[0] : 1, n_rows = t->numel / row;
-    size_t row_bytes = (size_t)(row / lop_ggml_block_size(t->type)) * lop_ggml_block_bytes(t->type);
-
-    for (int64_t r = 0; r < n_rows; r++)
-        lop_ggml_dequantize(t->type, t->data + (size_t)r * row_bytes, dst + r * row, row);
+    lop_ggml_dequantize(t->type, t->data, dst, t->numel); /* blocks never straddle rows (ne[0] % block == 0) */
     return LOP_OK;
 }

@@ -217,7 +217,6 @@ static int64_t gguf_row_of(int64_t r, int64_t hd) {
 static void convert_rows(const lop_gguf_tensor *t, int64_t rows, int64_t cols, int64_t hd, void *dst, lop_dtype out) {
     size_t src_row = (size_t)(cols / lop_ggml_block_size(t->type)) * lop_ggml_block_bytes(t->type);
     size_t esz = lop_dtype_size(out);
-
     for (int64_t r = 0; r < rows; r++) {
         int64_t sr = hd > 0 ? gguf_row_of(r, hd) : r;
         const unsigned char *src = t->data + (size_t)sr * src_row;
