@@ -102,6 +102,9 @@ struct lop_model {
     int weights_loaded;     /* tensor data pointers are valid */
     lop_owned *owned;
     int n_owned, cap_owned;
+    /* GGUF: the tensor types stored in the file with their counts, most common first, e.g.
+     * "Q4_1:210 F32:61 Q8_0:1" (quantised types are dequantised to F32 at load); "" otherwise. */
+    char file_dtypes[96];
 };
 
 /* Allocation helpers: the model takes ownership. */
