@@ -244,6 +244,11 @@ lop_status lop_hf_config_from_json(const cJSON *root, const char *path, lop_conf
     if (!x) x = &dummy;
     memset(x, 0, sizeof *x);
     if (!cJSON_IsObject(root)) return lop_fail(LOP_ERR_FORMAT, "%s: not a JSON object", path);
+    /* Python keeps the last of duplicate keys, cJSON the first: refuse rather than read differently */
+    for (const cJSON *a = root->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (!strcmp(a->string, b->string))
+                return lop_fail(LOP_ERR_FORMAT, "%s: field '%s' appears twice", path, a->string);
     const char *mt;
     LOP_TRY(get_string(path, root, "model_type", NULL, &mt));
     if (!mt) return lop_fail(LOP_ERR_FORMAT, "%s: missing field 'model_type'", path);
