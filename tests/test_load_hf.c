@@ -491,6 +491,59 @@ static void test_ignored_tensors(void **state) {
     check_model(f, &MHA);
 }
 
+/* A file whose tensors sit at odd offsets (legal safetensors): the loader must copy them to aligned
+ * memory rather than hand out misaligned float pointers. */
+static void test_misaligned_tensors_are_copied(void **state) {
+    fx *f = *state;
+    write_model(f, &MHA);
+    write_config(f, &MHA, NULL);
+    lop_st_file sf;
+    assert_int_equal(lop_st_open(&sf, pjoin(f, "model.safetensors")), LOP_OK);
+    cJSON *h = cJSON_CreateObject();
+    cJSON *pad = cJSON_AddObjectToObject(h, "pad");
+    cJSON_AddStringToObject(pad, "dtype", "U8");
+    cJSON_AddItemToObject(pad, "shape", cJSON_CreateIntArray((const int[]){2}, 1));
+    cJSON_AddItemToObject(pad, "data_offsets", cJSON_CreateIntArray((const int[]){0, 2}, 2));
+    size_t total = 2;
+    for (int i = 0; i < sf.n_tensors; i++) total += sf.tensors[i].nbytes;
+    unsigned char *data = calloc(1, total);
+    size_t off = 2;
+    for (int i = 0; i < sf.n_tensors; i++) {
+        const lop_st_tensor *t = &sf.tensors[i];
+        cJSON *e = cJSON_AddObjectToObject(h, t->name);
+        cJSON_AddStringToObject(e, "dtype", lop_st_dtype_name(t->dtype));
+        int sh[4];
+        for (int d = 0; d < t->ndim; d++) sh[d] = (int)t->shape[d];
+        cJSON_AddItemToObject(e, "shape", cJSON_CreateIntArray(sh, t->ndim));
+        cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateIntArray((const int[]){(int)off, (int)(off + t->nbytes)}, 2));
+        memcpy(data + off, t->data, t->nbytes);
+        off += t->nbytes;
+    }
+    lop_st_close(&sf);
+    char *js = cJSON_PrintUnformatted(h);
+    cJSON_Delete(h);
+    size_t jl = strlen(js), hl = (jl + 7) / 8 * 8;
+    unsigned char *file = malloc(8 + hl + total);
+    for (int i = 0; i < 8; i++) file[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+    memset(file + 8, ' ', hl);
+    memcpy(file + 8, js, jl);
+    memcpy(file + 8 + hl, data, total);
+    assert_int_equal(lop_write_file_atomic(pjoin(f, "model.safetensors"), file, 8 + hl + total), LOP_OK);
+    free(js);
+    free(data);
+    free(file);
+    load_ok(f);
+    check_model(f, &MHA);
+    assert_int_equal((uintptr_t)f->m->w.tok_emb.data % 4, 0);
+    for (int i = 0; i < 2; i++) {
+        const lop_layer_weights *L = &f->m->w.layers[i];
+#define X(fld, sfx) \
+    if (L->fld.present) assert_int_equal((uintptr_t)L->fld.data % 4, 0);
+        LOP_LAYER_TENSORS(X)
+#undef X
+    }
+}
+
 /* ---- config writer -------------------------------------------------------------------------- */
 static void test_config_writer_roundtrip(void **state) {
     fx *f = *state;
@@ -752,6 +805,7 @@ int main(void) {
         T(test_sharded),
         T(test_shapes_only),
         T(test_ignored_tensors),
+        T(test_misaligned_tensors_are_copied),
         T(test_config_writer_roundtrip),
         T(test_config_writer_uniform_has_no_lop_layers),
         T(test_missing_tensor),

@@ -338,14 +338,15 @@ lop_status lop_st_writer_add_tensor(lop_st_writer *w, const char *name, const lo
     return lop_st_writer_add(w, name, lop_st_from_lop_dtype(t->dtype), t->ndim, t->shape, t->data);
 }
 
-/* Builds the padded header of entries [i0, i1): 8-byte length + JSON + spaces. */
-static lop_status build_header(const lop_st_writer *w, int i0, int i1, const char *path, char **out, size_t *len) {
+/* Builds the padded header of entries ord[0..n): 8-byte length + JSON + spaces. */
+static lop_status build_header(const lop_st_writer *w, const int *ord, int n, const char *path, char **out,
+                               size_t *len) {
     *out = NULL;
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
     int ok = root && meta && cJSON_AddStringToObject(meta, "format", "pt");
     uint64_t off = 0;
-    for (int i = i0; ok && i < i1; i++) {
-        const wentry *e = &w->e[i];
+    for (int i = 0; ok && i < n; i++) {
+        const wentry *e = &w->e[ord[i]];
         cJSON *t = cJSON_AddObjectToObject(root, e->name);
         cJSON *sh = t ? cJSON_AddArrayToObject(t, "shape") : NULL;
         ok = t && sh && cJSON_AddStringToObject(t, "dtype", DT[e->dtype].name);
@@ -373,20 +374,42 @@ static lop_status build_header(const lop_st_writer *w, int i0, int i1, const cha
     return LOP_OK;
 }
 
+/* Data layout order: widest elements first (stable), so that every tensor starts at a multiple of
+ * its element size (the data section starts 8-aligned) and readers can use it in place. */
+static int cmp_layout(const void *a, const void *b, void *ctx) {
+    const wentry *e = ctx;
+    int x = *(const int *)a, y = *(const int *)b, bx = DT[e[x].dtype].bits, by = DT[e[y].dtype].bits;
+    if (bx != by) return bx > by ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
 static lop_status write_range(const lop_st_writer *w, int i0, int i1, const char *path) {
+    int n = i1 - i0;
+    int *ord = malloc((size_t)(n ? n : 1) * sizeof *ord);
+    if (!ord) return lop_fail(LOP_ERR_OOM, "%s: out of memory", path);
+    for (int i = 0; i < n; i++) ord[i] = i0 + i;
+    qsort_r(ord, (size_t)n, sizeof *ord, cmp_layout, w->e);
     char *hdr = NULL;
     size_t hl = 0;
-    LOP_TRY(build_header(w, i0, i1, path, &hdr, &hl));
+    lop_status st = build_header(w, ord, n, path, &hdr, &hl);
+    if (st != LOP_OK) {
+        free(ord);
+        return st;
+    }
     lop_atomic_file af;
-    lop_status st = lop_atomic_open(&af, path);
+    st = lop_atomic_open(&af, path);
     if (st != LOP_OK) {
         free(hdr);
+        free(ord);
         return st;
     }
     int bad = fwrite(hdr, 1, hl, af.fp) != hl;
     free(hdr);
-    for (int i = i0; !bad && i < i1; i++)
-        if (w->e[i].nbytes) bad = fwrite(w->e[i].data, 1, (size_t)w->e[i].nbytes, af.fp) != w->e[i].nbytes;
+    for (int i = 0; !bad && i < n; i++) {
+        const wentry *e = &w->e[ord[i]];
+        if (e->nbytes) bad = fwrite(e->data, 1, (size_t)e->nbytes, af.fp) != e->nbytes;
+    }
+    free(ord);
     if (bad) {
         lop_atomic_abort(&af);
         return lop_fail(LOP_ERR_IO, "%s: write failed", path);

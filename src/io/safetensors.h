@@ -66,7 +66,8 @@ void lop_st_detach_map(lop_st_file *f, lop_mapped *out);
 
 /* ---- writer ------------------------------------------------------------------------------- */
 /* Collects tensors (name, dtype, shape, data pointer) and writes them. Data is borrowed, not copied:
- * it must stay valid until the write call returns. Tensors are stored in the order they were added;
+ * it must stay valid until the write call returns. Shards take tensors in the order they were added;
+ * inside a file, data is laid out widest dtype first so every tensor is aligned to its element size;
  * headers are padded with spaces to a multiple of 8 bytes and carry __metadata__ {"format":"pt"},
  * as PyTorch's save_file does, so the result loads in stock HF transformers. */
 typedef struct lop_st_writer lop_st_writer;
