@@ -572,6 +572,7 @@ static void test_config_writer_roundtrip(void **state) {
     assert_int_equal(c.bos_id, 1);
     assert_true(c.norm_eps == f->m->cfg.norm_eps);
     lop_hf_extra_free(&rx);
+    assert_int_equal(lop_hf_read_config(pjoin(f, "config.json"), &c, NULL), LOP_OK); /* no leak without x */
     lop_model_free(f->m);
     f->m = NULL;
     load_ok(f);

@@ -303,6 +303,7 @@ lop_status lop_hf_config_from_json(const cJSON *root, const char *path, lop_conf
     else if (rs) LOP_TRY(parse_rope(path, rs, "rope_scaling", c));
     const cJSON *ll = field(root, "lop_layers");
     if (ll) LOP_TRY(parse_lop_layers(path, ll, c, x));
+    if (x == &dummy) lop_hf_extra_free(&dummy);
     return LOP_OK;
 }
 
@@ -330,9 +331,13 @@ void lop_hf_extra_from_model(const lop_model *m, lop_hf_extra *x) {
  * so that Python reads a float, added as a raw JSON number. */
 static int add_float(cJSON *o, const char *key, float f) {
     char b[48];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(b, sizeof b, "%.*g", prec, (double)f);
-        if ((float)strtod(b, NULL) == f) break;
+    if (f == (float)(int64_t)f && fabsf(f) < 1e15f) {
+        snprintf(b, sizeof b, "%.1f", (double)f); /* 500000.0 rather than 5e+05 */
+    } else {
+        for (int prec = 1; prec <= 9; prec++) {
+            snprintf(b, sizeof b, "%.*g", prec, (double)f);
+            if ((float)strtod(b, NULL) == f) break;
+        }
     }
     if (!strpbrk(b, ".eEn")) strcat(b, ".0");
     return cJSON_AddRawToObject(o, key, b) != NULL;
