@@ -656,6 +656,7 @@ static void test_wrong_field_type(void **state) {
         {"\"num_attention_heads\": 0", "'num_attention_heads'"},
         {"\"intermediate_size\": -5", "'intermediate_size'"},
         {"\"num_hidden_layers\": 2.5", "'num_hidden_layers'"},
+        {"\"num_hidden_layers\": 1000000", "'num_hidden_layers'"},
         {"\"rms_norm_eps\": \"tiny\"", "'rms_norm_eps'"},
         {"\"tie_word_embeddings\": 1", "'tie_word_embeddings'"},
         {"\"eos_token_id\": \"</s>\"", "'eos_token_id'"},

@@ -307,6 +307,10 @@ static void test_header_past_end(void **state) {
     expect_fail(f->path, LOP_ERR_FORMAT, "header length", "past end of file", NULL);
     write_raw(f->path, (long long)0x7fffffffffffffffLL, "{}", NULL, 0);
     expect_fail(f->path, LOP_ERR_FORMAT, "past end of file", NULL);
+    /* a huge header inside a (sparse) huge file is refused before parsing */
+    write_raw(f->path, 150000000, "{}", NULL, 0);
+    assert_int_equal(truncate(f->path, 150000016), 0);
+    expect_fail(f->path, LOP_ERR_FORMAT, "too large", NULL);
 }
 
 static void test_header_not_json(void **state) {

@@ -269,6 +269,8 @@ lop_status lop_hf_config_from_json(const cJSON *root, const char *path, lop_conf
     c->bos_id = c->eos_id = -1;
     c->dtype = LOP_F32;
     LOP_TRY(need_int(path, root, "num_hidden_layers", NULL, 1, &c->n_layers));
+    if (c->n_layers > 100000)
+        return lop_fail(LOP_ERR_FORMAT, "%s: field 'num_hidden_layers' = %d out of range", path, c->n_layers);
     LOP_TRY(get_int(path, root, "hidden_size", NULL, 1, &c->dim, NULL));
     LOP_TRY(get_int(path, root, "num_attention_heads", NULL, 1, &c->n_heads, NULL));
     int found;

@@ -153,6 +153,9 @@ static lop_status parse_header(lop_st_file *f) {
     if (hlen > size - 8)
         return lop_fail(LOP_ERR_FORMAT, "%s: header length %llu past end of file (file is %zu bytes)", path,
                         (unsigned long long)hlen, size);
+    if (hlen > 100000000) /* the reference implementation's limit; bounds parser memory */
+        return lop_fail(LOP_ERR_FORMAT, "%s: header length %llu too large (limit 100000000)", path,
+                        (unsigned long long)hlen);
     const char *h = (const char *)p + 8, *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(h, (size_t)hlen, &end, 0);
     if (!root) {
