@@ -116,6 +116,7 @@ static int cmd_info(int argc, char **argv) {
         print_commas(by[d]);
         printf(")\n");
     }
+    if (m->file_dtypes[0]) printf("file types  %s (tensors by type in the file)\n", m->file_dtypes);
     char h16[32], h32[32];
     human_bytes((double)info.kv_bytes_per_token_f16, h16, sizeof h16);
     human_bytes((double)info.kv_bytes_per_token_f16 * 2, h32, sizeof h32);

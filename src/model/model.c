@@ -160,6 +160,7 @@ lop_status lop_model_derive_shapes(lop_model *m, const char *file) {
             s->head_dim = hd;
         } else {
             const char *why = "the layer has no q_proj (attention removed)";
+            LOP_TRY(check_absent(file, i, "input_layernorm.weight", &L->attn_norm, why));
             LOP_TRY(check_absent(file, i, "self_attn.k_proj.weight", &L->wk, why));
             LOP_TRY(check_absent(file, i, "self_attn.v_proj.weight", &L->wv, why));
             LOP_TRY(check_absent(file, i, "self_attn.o_proj.weight", &L->wo, why));
@@ -185,6 +186,7 @@ lop_status lop_model_derive_shapes(lop_model *m, const char *file) {
             s->ffn_dim = (int)f;
         } else {
             const char *why = "the layer has no gate_proj (FFN removed)";
+            LOP_TRY(check_absent(file, i, "post_attention_layernorm.weight", &L->ffn_norm, why));
             LOP_TRY(check_absent(file, i, "mlp.up_proj.weight", &L->w_up, why));
             LOP_TRY(check_absent(file, i, "mlp.down_proj.weight", &L->w_down, why));
             LOP_TRY(check_absent(file, i, "mlp.gate_proj.bias", &L->b_gate, why));

@@ -16,7 +16,8 @@ const char *lop_dtype_name(lop_dtype t);
 
 /* Row-major, HF layout: a Linear weight is [out, in] (shape[0] = out rows, shape[1] = in cols).
  * 1-D tensors (norm weights, biases) have ndim 1 and shape[1] = 1. data == NULL means the tensor is
- * absent (optional bias, missing module, tied head) or not loaded (shapes_only / synthetic). */
+ * absent (optional bias, missing module, tied head) or not loaded (shapes_only / synthetic).
+ * data may point into a read-only file mapping: copy a tensor before modifying it. */
 typedef struct lop_tensor {
     lop_dtype dtype;
     int ndim;
