@@ -3,6 +3,7 @@
 # closing line CI reads: "N passed, N failed[, N skipped]". A binary that dies without a summary
 # counts as one failure, so a crash can never pass silently.
 BUILD=${1:-build}
+export LOP_BUILD="$BUILD"   # tests that run the CLI use the binary of this build
 pass=0; fail=0; skip=0; bad=""
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
