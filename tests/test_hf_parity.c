@@ -22,12 +22,13 @@ static const char *fixture_root(void) {
     return r ? r : "tests/fixtures";
 }
 
-static void check_one(const char *dir) {
+/* Checks MODEL (the HF dir itself, or a GGUF converted from it) against the HF reference in DIR. */
+static void check_one(const char *dir, const char *model) {
     char path[1024];
     snprintf(path, sizeof path, "%s/reference.json", dir);
     cJSON *ref = json_load(path);
     lop_model *m;
-    if (lop_model_load(dir, NULL, &m) != LOP_OK) fail_msg("%s: %s", dir, lop_last_error());
+    if (lop_model_load(model, NULL, &m) != LOP_OK) fail_msg("%s: %s", model, lop_last_error());
 
     /* shapes as HF ran them */
     assert_int_equal(lop_model_n_params(m), (int64_t)json_num(ref, "n_params"));
@@ -70,7 +71,7 @@ static void check_one(const char *dir) {
         double mx = 0, scale = json_num(S, "max_abs_logit");
         for (int64_t k = 0; k < (int64_t)n * V; k++) mx = fmax(mx, fabs((double)logits[k] - want[k]));
         double err = mx / scale;
-        printf("  %-22s T=%-3d normalised max error %.2e (tolerance %.0e)\n", strrchr(dir, '/') + 1, n, err, tol);
+        printf("  %-28s T=%-3d normalised max error %.2e (tolerance %.0e)\n", strrchr(model, '/') + 1, n, err, tol);
         if (!(err <= tol)) fail_msg("%s: logits differ from HF: normalised max error %.3e > %.0e", dir, err, tol);
         free(ids);
     }
@@ -98,7 +99,17 @@ static void check_one(const char *dir) {
     cJSON_Delete(ref);
 }
 
-static void test_fixture(void **st) { check_one((const char *)*st); }
+static void test_fixture(void **st) { check_one((const char *)*st, (const char *)*st); }
+
+/* llama.cpp-style GGUF conversions (q/k rows permuted for interleaved RoPE) of some fixtures, made
+ * by tests/fixtures/gguf/make_gguf_fixtures.py: lop must undo the permutation and give HF's logits. */
+static void test_gguf_fixture(void **st) {
+    const char *gguf = *st;
+    char dir[1024];
+    const char *base = strrchr(gguf, '/') + 1;
+    snprintf(dir, sizeof dir, "%s/hf/%.*s", fixture_root(), (int)(strlen(base) - 5), base);
+    check_one(dir, gguf);
+}
 
 int main(void) {
     /* one test per fixture directory */
@@ -123,7 +134,23 @@ int main(void) {
         n++;
     }
     closedir(d);
-    if (n < 8) {
+    int n_hf = n;
+    snprintf(root, sizeof root, "%s/gguf/from-hf", fixture_root());
+    if ((d = opendir(root))) {
+        while ((de = readdir(d)) && n < 64) {
+            size_t l = strlen(de->d_name);
+            if (l < 6 || strcmp(de->d_name + l - 5, ".gguf")) continue;
+            snprintf(dirs[n], sizeof dirs[n], "%s/%s", root, de->d_name);
+            tests[n] = (struct CMUnitTest){strrchr(dirs[n], '/') + 1, test_gguf_fixture, NULL, NULL, dirs[n]};
+            n++;
+        }
+        closedir(d);
+    }
+    if (n - n_hf < 4) {
+        fprintf(stderr, "expected the GGUF conversions under %s\n", root);
+        return 1;
+    }
+    if (n_hf < 8) {
         fprintf(stderr, "only %d HF fixtures under %s; expected every family\n", n, root);
         return 1;
     }
