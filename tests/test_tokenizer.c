@@ -239,7 +239,7 @@ static void test_smol_pretok_variants(void **st) {
     (void)st;
     static const char *names[] = {"smol_split_removed_hf", "smol_split_prev_hf",  "smol_split_next_hf",
                                   "smol_split_contig_hf",  "smol_split_invert_hf", "smol_digits_contig_hf",
-                                  "smol_prefix_space_hf"};
+                                  "smol_prefix_space_hf",  "smol_unk_hf",          "smol_unk_fuse_hf"};
     int fails = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         lop_tokenizer *t = from_json_patched(names[i]);
@@ -272,6 +272,13 @@ static void test_spm_json_metaspace_always_split(void **st) {
     (void)st;
     lop_tokenizer *t = from_json_patched("spm_meta_always_split_hf");
     assert_int_equal(check_oracle(t, "spm_meta_always_split_hf", -1), 0);
+    lop_tokenizer_free(t);
+}
+
+static void test_spm_json_no_byte_fallback(void **st) {
+    (void)st;
+    lop_tokenizer *t = from_json_patched("spm_nofallback_hf");
+    assert_int_equal(check_oracle(t, "spm_nofallback_hf", -1), 0);
     lop_tokenizer_free(t);
 }
 
@@ -555,6 +562,7 @@ int main(void) {
         cmocka_unit_test(test_spm_json_metaspace),
         cmocka_unit_test(test_spm_json_legacy),
         cmocka_unit_test(test_spm_json_metaspace_always_split),
+        cmocka_unit_test(test_spm_json_no_byte_fallback),
         cmocka_unit_test(test_spm_gguf),
         cmocka_unit_test(test_decode_broken_utf8),
         cmocka_unit_test(test_token_bytes_stream),

@@ -185,8 +185,8 @@ static lop_status bpe_piece(const lop_tokenizer *t, tok_ctx *c, const unsigned c
     int m = 0, prev_unk = 0;
     for (size_t i = 0; i < n; i++) {
         int id = t->byte_id[s[i]];
-        if (id < 0) { /* a byte whose char is not in the vocabulary: UNK, or dropped without one (HF) */
-            if (t->unk < 0 || (t->fuse_unk && prev_unk)) continue;
+        if (id < 0) { /* a byte whose char is not in the vocabulary: UNK, or dropped (HF, llama.cpp) */
+            if (!t->unk_fallback || (t->fuse_unk && prev_unk)) continue;
             id = t->unk;
             prev_unk = 1;
         } else {

@@ -246,6 +246,7 @@ static lop_status read_model(hf_build *b, const cJSON *root) {
         if (b->src.unk_id < 0)
             return lop_fail(LOP_ERR_FORMAT, "%s: field 'model.unk_token' ('%.40s') is not in the vocabulary", b->origin,
                             unk->valuestring);
+        b->src.unk_fallback = 1;
     }
     return LOP_OK;
 }

@@ -30,7 +30,7 @@ static lop_status push_unknown(const lop_tokenizer *t, const unsigned char *s, i
             return LOP_OK;
         }
     }
-    if (t->unk < 0) return LOP_OK; /* dropped, as HF does without an unk token */
+    if (!t->unk_fallback) return LOP_OK; /* dropped, as HF does without an unk token */
     if (t->fuse_unk && *prev_unk) return LOP_OK;
     *prev_unk = 1;
     return tok_ids_push(out, t->unk);

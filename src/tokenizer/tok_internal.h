@@ -1,7 +1,7 @@
 /* Internals shared by the tokenizer files (tokenizer.c: tables, specials, encode driver, decode;
  * bpe.c: pre-tokenizer and rank merges; spm.c: SentencePiece normalisation and score merges;
  * hf_json.c: tokenizer.json). Why a private header: the struct layout and the hash tables are
- * details the rest of lop must not depend on. */
+ * details the rest of lop must not depend on. tok_util.c: buffers, UTF-8, scratch, heap. */
 #ifndef LOP_TOKENIZER_TOK_INTERNAL_H
 #define LOP_TOKENIZER_TOK_INTERNAL_H
 #include <stddef.h>
@@ -14,7 +14,7 @@ typedef struct tok_ids {
     int32_t *v;
     int n, cap;
 } tok_ids;
-lop_status tok_ids_push(tok_ids *a, int32_t id);
+lop_status tok_ids_push(tok_ids *a, int32_t id); /* tok_util.c */
 
 /* One compiled pre-tokenizer step (pcre2_code kept opaque here). */
 typedef struct tok_step {
@@ -69,6 +69,7 @@ struct lop_tokenizer {
     int add_bos, add_eos;
     int space_prefix, spm_split, decode_strip;
     int byte_fallback, fuse_unk, ignore_merges;
+    int unk_fallback; /* text with no token becomes unk (else dropped) */
     int score_mode; /* SPM: merges chosen by score (no merge list) */
 
     tok_step *steps;
@@ -82,7 +83,7 @@ int tok_vocab_find(const lop_tokenizer *t, const char *s, size_t n);
 /* returns the merge for (a, b) or NULL */
 const tok_merge *tok_merge_find(const lop_tokenizer *t, int32_t a, int32_t b);
 
-/* ---- UTF-8 (tokenizer.c) ---- */
+/* ---- UTF-8 (tok_util.c) ---- */
 /* Length of the UTF-8 sequence starting at s (1 for an invalid lead byte); n = bytes available. */
 int tok_utf8_len(const unsigned char *s, size_t n);
 /* Decodes one code point; returns its length (valid input assumed). */

@@ -15,33 +15,6 @@
  * small helpers
  * ============================================================================================== */
 
-lop_status tok_ids_push(tok_ids *a, int32_t id) {
-    if (a->n == a->cap) {
-        int nc = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, (size_t)nc * sizeof *v);
-        if (!v) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-        a->v = v;
-        a->cap = nc;
-    }
-    a->v[a->n++] = id;
-    return LOP_OK;
-}
-
-lop_status tok_append(char **buf, size_t *len, size_t *cap, const void *s, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap ? *cap : 64;
-        while (nc < *len + n + 1) nc *= 2;
-        char *b = realloc(*buf, nc);
-        if (!b) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-        *buf = b;
-        *cap = nc;
-    }
-    if (n) memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = 0;
-    return LOP_OK;
-}
-
 uint32_t tok_hash(const char *s, size_t n) {
     uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
@@ -85,170 +58,11 @@ const tok_merge *tok_merge_find(const lop_tokenizer *t, int32_t a, int32_t b) {
     }
 }
 
-/* ---- UTF-8 ---- */
-
-int tok_utf8_len(const unsigned char *s, size_t n) {
-    if (n == 0) return 0;
-    unsigned c = s[0];
-    int l = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-    return (size_t)l > n ? (int)n : l;
-}
-
-int tok_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    int l = tok_utf8_len(s, n);
-    uint32_t c = s[0];
-    if (l == 2) c &= 0x1F;
-    else if (l == 3) c &= 0x0F;
-    else if (l == 4) c &= 0x07;
-    for (int i = 1; i < l; i++) c = (c << 6) | (s[i] & 0x3F);
-    *cp = c;
-    return l;
-}
-
-/* Length of the valid sequence at s, or 0 if invalid; *maximal = length of the maximal subpart of
- * an ill-formed sequence (what one U+FFFD replaces). */
-static int utf8_valid_at(const unsigned char *s, size_t n, int *maximal) {
-    unsigned c = s[0];
-    *maximal = 1;
-    if (c < 0x80) return 1;
-    int need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) need = 2, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) need = 2;
-    else if (c == 0xED) need = 2, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) need = 2;
-    else if (c == 0xF0) need = 3, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) need = 3, hi = 0x8F;
-    else return 0;
-    for (int i = 1; i <= need; i++) {
-        if ((size_t)i >= n) return 0;
-        unsigned d = s[i];
-        if (d < lo || d > hi) return 0;
-        lo = 0x80, hi = 0xBF;
-        *maximal = i + 1;
-    }
-    return need + 1;
-}
-
-long tok_utf8_check(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        int m, l = utf8_valid_at(s + i, n - i, &m);
-        if (!l) return (long)i;
-        i += (size_t)l;
-    }
-    return -1;
-}
-
-lop_status tok_append_lossy(char **buf, size_t *len, size_t *cap, const unsigned char *s, size_t n) {
-    size_t i = 0, run = 0;
-    while (i < n) {
-        int m, l = s[i] < 0x80 ? 1 : utf8_valid_at(s + i, n - i, &m);
-        if (l) {
-            i += (size_t)l;
-            continue;
-        }
-        LOP_TRY(tok_append(buf, len, cap, s + run, i - run));
-        LOP_TRY(tok_append(buf, len, cap, "\xEF\xBF\xBD", 3));
-        i += (size_t)m;
-        run = i;
-    }
-    return tok_append(buf, len, cap, s + run, i - run);
-}
-
 /* Unicode White_Space (Rust char::is_whitespace), for lstrip / rstrip of added tokens. */
 static int is_ws_cp(uint32_t c) {
     return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
            c == 0x3000;
-}
-
-/* ---- per-call scratch ---- */
-
-lop_status tok_ctx_init(tok_ctx *c, const lop_tokenizer *t) {
-    memset(c, 0, sizeof *c);
-    if (t->n_steps) {
-        c->md = tok_match_data_new();
-        if (!c->md) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-    }
-    return LOP_OK;
-}
-
-void tok_ctx_free(tok_ctx *c) {
-    tok_match_data_free(c->md);
-    free(c->sym);
-    free(c->start);
-    free(c->len);
-    free(c->prev);
-    free(c->next);
-    free(c->heap);
-    free(c->buf);
-    memset(c, 0, sizeof *c);
-}
-
-lop_status tok_ctx_reserve(tok_ctx *c, int n) {
-    if (n <= c->cap) return LOP_OK;
-    int nc = c->cap ? c->cap : 64;
-    while (nc < n) nc *= 2;
-    int32_t **arrs[] = {&c->sym, &c->start, &c->len, &c->prev, &c->next};
-    for (size_t k = 0; k < sizeof arrs / sizeof arrs[0]; k++) {
-        int32_t *p = realloc(*arrs[k], (size_t)nc * sizeof(int32_t));
-        if (!p) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-        *arrs[k] = p;
-    }
-    tok_heap_ent *h = realloc(c->heap, ((size_t)nc * 3 + 4) * sizeof *h);
-    if (!h) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-    c->heap = h;
-    c->heap_cap = nc * 3 + 4;
-    c->cap = nc;
-    return LOP_OK;
-}
-
-lop_status tok_ctx_buf(tok_ctx *c, size_t n) {
-    if (n <= c->buf_cap) return LOP_OK;
-    size_t nc = c->buf_cap ? c->buf_cap : 256;
-    while (nc < n) nc *= 2;
-    char *b = realloc(c->buf, nc);
-    if (!b) return lop_fail(LOP_ERR_OOM, "tokenizer: out of memory");
-    c->buf = b;
-    c->buf_cap = nc;
-    return LOP_OK;
-}
-
-static int heap_less(const tok_heap_ent *a, const tok_heap_ent *b) {
-    return a->key < b->key || (a->key == b->key && a->left < b->left);
-}
-
-void tok_heap_push(tok_heap_ent *h, int *n, tok_heap_ent e) {
-    int i = (*n)++;
-    while (i > 0) {
-        int p = (i - 1) / 2;
-        if (!heap_less(&e, &h[p])) break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = e;
-}
-
-tok_heap_ent tok_heap_pop(tok_heap_ent *h, int *n) {
-    tok_heap_ent top = h[0], last = h[--*n];
-    int i = 0;
-    for (;;) {
-        int l = 2 * i + 1;
-        if (l >= *n) break;
-        if (l + 1 < *n && heap_less(&h[l + 1], &h[l])) l++;
-        if (!heap_less(&h[l], &last)) break;
-        h[i] = h[l];
-        i = l;
-    }
-    if (*n > 0) h[i] = last;
-    return top;
 }
 
 /* ================================================================================================
@@ -519,6 +333,7 @@ static lop_status create(const lop_vocab_src *src, lop_tokenizer *t) {
     if (t->add_bos && t->bos < 0) return lop_fail(LOP_ERR_FORMAT, "%s: adds BOS but has no BOS token", origin);
     if (t->add_eos && t->eos < 0) return lop_fail(LOP_ERR_FORMAT, "%s: adds EOS but has no EOS token", origin);
     t->fuse_unk = src->fuse_unk ? 1 : 0;
+    t->unk_fallback = src->unk_fallback && t->unk >= 0;
     t->ignore_merges = src->ignore_merges || (src->kind == LOP_TOK_BPE && !src->n_pretok_steps &&
                                               src->pretok == LOP_PRETOK_LLAMA3);
     if (t->kind == LOP_TOK_SPM) {
@@ -528,6 +343,7 @@ static lop_status create(const lop_vocab_src *src, lop_tokenizer *t) {
         t->spm_split = src->spm_split ? 1 : 0;
         t->score_mode = src->n_merges == 0;
         t->byte_fallback = t->score_mode ? t->has_all_bytes : (src->byte_fallback ? 1 : 0);
+        if (t->score_mode) t->unk_fallback = t->unk >= 0;
         t->decode_strip = src->decode_strip ? src->decode_strip > 0 : t->space_prefix != LOP_PREFIX_NONE;
     } else {
         LOP_TRY(tok_steps_compile(t, src));
@@ -637,7 +453,7 @@ lop_status lop_tokenizer_encode(const lop_tokenizer *t, const char *text, size_t
     *ids = NULL;
     *n_ids = 0;
     if (!t || (!text && len)) return lop_fail(LOP_ERR_ARG, "tokenizer: no tokenizer or text");
-    if (len > (size_t)INT_MAX / 2) return lop_fail(LOP_ERR_ARG, "%s: text too long (%zu bytes)", t->origin, len);
+    if (len > (size_t)INT_MAX / 4) return lop_fail(LOP_ERR_ARG, "%s: text too long (%zu bytes)", t->origin, len);
     long bad = tok_utf8_check((const unsigned char *)text, len);
     if (bad >= 0) return lop_fail(LOP_ERR_ARG, "%s: text is not valid UTF-8 (byte %ld)", t->origin, bad);
     tok_ctx c;
@@ -665,7 +481,7 @@ lop_status lop_tokenizer_encode(const lop_tokenizer *t, const char *text, size_t
 /* SPM: a run of byte tokens is kept when it is valid UTF-8, else each byte becomes U+FFFD (HF
  * ByteFallback decoder). */
 static lop_status flush_bytes(char **buf, size_t *len, size_t *cap, const unsigned char *run, int n) {
-    if (n == 0) return LOP_OK;
+    if (n <= 0) return LOP_OK;
     if (tok_utf8_check(run, (size_t)n) < 0) return tok_append(buf, len, cap, run, (size_t)n);
     for (int i = 0; i < n; i++) LOP_TRY(tok_append(buf, len, cap, "\xEF\xBF\xBD", 3));
     return LOP_OK;
@@ -686,28 +502,24 @@ static lop_status decode_into(const lop_tokenizer *t, const int32_t *ids, int n_
         free(raw);
         return st;
     }
-    unsigned char run[64];
-    int nrun = 0;
-    LOP_TRY(tok_append(buf, len, cap, "", 0));
-    for (int i = 0; i < n_ids; i++) {
+    /* consecutive byte tokens are collected whole: HF replaces every byte of an invalid run */
+    char *run = NULL;
+    size_t nrun = 0, run_cap = 0;
+    lop_status st = tok_append(buf, len, cap, "", 0);
+    for (int i = 0; i < n_ids && st == LOP_OK; i++) {
         int id = ids[i];
         if (t->byte_val[id] >= 0) {
-            if (nrun == (int)sizeof run) { /* a long run: flush the valid prefix */
-                int keep = nrun;
-                while (keep > 0 && tok_utf8_check(run, (size_t)keep) >= 0) keep--;
-                if (keep == 0) keep = nrun;
-                LOP_TRY(flush_bytes(buf, len, cap, run, keep));
-                memmove(run, run + keep, (size_t)(nrun - keep));
-                nrun -= keep;
-            }
-            run[nrun++] = (unsigned char)t->byte_val[id];
+            char b = (char)t->byte_val[id];
+            st = tok_append(&run, &nrun, &run_cap, &b, 1);
             continue;
         }
-        LOP_TRY(flush_bytes(buf, len, cap, run, nrun));
+        st = flush_bytes(buf, len, cap, (const unsigned char *)run, (int)nrun);
         nrun = 0;
-        LOP_TRY(tok_append(buf, len, cap, t->dec[id], t->dec_len[id]));
+        if (st == LOP_OK) st = tok_append(buf, len, cap, t->dec[id], t->dec_len[id]);
     }
-    LOP_TRY(flush_bytes(buf, len, cap, run, nrun));
+    if (st == LOP_OK) st = flush_bytes(buf, len, cap, (const unsigned char *)run, (int)nrun);
+    free(run);
+    LOP_TRY(st);
     if (t->decode_strip && *len > 0 && (*buf)[0] == ' ') {
         memmove(*buf, *buf + 1, *len);
         (*len)--;

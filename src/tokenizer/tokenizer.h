@@ -95,6 +95,9 @@ typedef struct lop_vocab_src {
     const lop_added_token *added;
     int ignore_merges;           /* 1: a piece that is a token as a whole is not merged (HF BPE
                                     ignore_merges); also implied by LOP_PRETOK_LLAMA3 */
+    int unk_fallback;            /* merge by rank (BPE, SPM with merges): 1 = text with no token (and no
+                                    byte token) becomes unk_id, as HF with model.unk_token; 0 = it is
+                                    dropped, as llama.cpp and HF without unk_token. Score mode: always 1 */
     int fuse_unk;                /* 1: consecutive unknowns become one UNK (HF fuse_unk) */
     int spm_split;               /* SPM: split before each "▁" (HF Metaspace split=true) */
     const size_t *merge_split;   /* [n_merges] offset of the space between the two tokens of each
