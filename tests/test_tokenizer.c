@@ -302,6 +302,56 @@ static void test_spm_gguf(void **st) {
     lop_tokenizer_free(t);
 }
 
+/* A token with "▁" after another character (never formed here: UNUSED / no merge makes it) turns
+ * off the cut-at-spaces shortcut; the result must not change. */
+static void test_spm_without_space_cuts(void **st) {
+    (void)st;
+    gguf_vocab v;
+    char err[256];
+    if (gguf_vocab_read(FIX "spm/vocab.gguf", &v, err, sizeof err)) fail_msg("%s", err);
+    int n = v.src.n_vocab;
+    const char **toks = malloc((size_t)(n + 1) * sizeof *toks);
+    size_t *lens = malloc((size_t)(n + 1) * sizeof *lens);
+    float *scores = malloc((size_t)(n + 1) * sizeof *scores);
+    int32_t *types = malloc((size_t)(n + 1) * sizeof *types);
+    memcpy(toks, v.src.tokens, (size_t)n * sizeof *toks);
+    memcpy(lens, v.src.token_lens, (size_t)n * sizeof *lens);
+    memcpy(scores, v.src.scores, (size_t)n * sizeof *scores);
+    memcpy(types, v.src.token_types, (size_t)n * sizeof *types);
+    toks[n] = "e\xE2\x96\x81";
+    lens[n] = 4;
+    scores[n] = 0;
+    types[n] = LOP_TT_UNUSED;
+    lop_vocab_src src = v.src;
+    src.n_vocab = n + 1;
+    src.tokens = toks;
+    src.token_lens = lens;
+    src.scores = scores;
+    src.token_types = types;
+    lop_tokenizer *t;
+    assert_int_equal(lop_tokenizer_create(&src, &t), LOP_OK);
+    assert_int_equal(check_oracle(t, "spm_sp", 0), 0);
+    lop_tokenizer_free(t);
+    free(toks);
+    free(lens);
+    free(scores);
+    free(types);
+    gguf_vocab_free(&v);
+
+    char *text;
+    size_t len;
+    assert_int_equal(lop_read_file(FIX "spm/tokenizer_legacy.json", &text, &len), LOP_OK);
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    cJSON_AddNumberToObject(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "vocab"), "e\xE2\x96\x81", n);
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    assert_int_equal(lop_tokenizer_from_hf_json_text(out, strlen(out), "legacy+e\xE2\x96\x81", &t), LOP_OK);
+    free(out);
+    assert_int_equal(check_oracle(t, "spm_legacy_hf", -1), 0);
+    lop_tokenizer_free(t);
+}
+
 /* ---- decode details ------------------------------------------------------------------------------ */
 
 static void check_decode_cases(lop_tokenizer *t, const char *name) {
@@ -552,6 +602,109 @@ static void test_bad_vocab_src(void **st) {
     remove(tmp);
 }
 
+/* ---- robustness: mutated files and random text ------------------------------------------------- */
+
+static uint64_t rng_state = 88172645463325252ULL;
+static uint32_t rnd(void) { /* xorshift64, fixed seed: reproducible */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+static void test_fuzz_json(void **st) {
+    (void)st;
+    char *base;
+    size_t len;
+    assert_int_equal(lop_read_file(FIX "spm/tokenizer_legacy.json", &base, &len), LOP_OK);
+    char *buf = malloc(len + 1);
+    static const char junk[] = "{}[]\",:0123456789-.etrufalsn \\u";
+    int loaded = 0;
+    for (int it = 0; it < 300; it++) {
+        memcpy(buf, base, len + 1);
+        size_t n = len;
+        int edits = 1 + (int)(rnd() % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = rnd() % n;
+            switch (rnd() % 3) {
+            case 0: buf[at] = junk[rnd() % (sizeof junk - 1)]; break;      /* replace */
+            case 1: memmove(buf + at, buf + at + 1, n - at); n--; break;   /* delete */
+            default: n = at; buf[n] = 0; break;                            /* truncate */
+            }
+        }
+        lop_tokenizer *t = NULL;
+        lop_status s2 = lop_tokenizer_from_hf_json_text(buf, n, "fuzz.json", &t);
+        if (s2 != LOP_OK) {
+            assert_null(t);
+            assert_true(strlen(lop_last_error()) > 0);
+            continue;
+        }
+        loaded++;
+        int32_t *ids;
+        int ni;
+        const char *text = "Hello <s> w\xC3\xB6rld  \xE6\x97\xA5 12";
+        if (lop_tokenizer_encode(t, text, strlen(text), -1, &ids, &ni) == LOP_OK) {
+            char *d;
+            if (lop_tokenizer_decode(t, ids, ni, &d) == LOP_OK) free(d);
+            free(ids);
+        }
+        lop_tokenizer_free(t);
+    }
+    free(buf);
+    free(base);
+    assert_true(loaded > 0); /* some edits (inside strings) leave a valid file */
+}
+
+/* random valid UTF-8 (no special-token text, no "▁", which SPM decodes to a space): no failures,
+ * and decode(encode(x)) == x */
+static void random_roundtrip(lop_tokenizer *t, int n_iter) {
+    static const uint32_t pool[] = {' ', ' ', ' ', '\t', '\n', '\r', 'a', 'e', 't', 'Z', '0', '7', '\'', '.', '-', '_',
+                                    0xE9, 0xDF, 0x301, 0x120, 0x3000, 0xA0, 0x65E5, 0x672C, 0xD55C, 0x645,
+                                    0x1F600, 0x1F44D, 0x200D, 0xFE0F, 0x85, 0x2028, 0x10FFFD};
+    char text[512];
+    for (int it = 0; it < n_iter; it++) {
+        size_t n = 0;
+        int k = (int)(rnd() % 60);
+        for (int i = 0; i < k; i++) {
+            uint32_t c = pool[rnd() % (sizeof pool / sizeof pool[0])];
+            if (c < 0x80) text[n++] = (char)c;
+            else if (c < 0x800) text[n++] = (char)(0xC0 | (c >> 6)), text[n++] = (char)(0x80 | (c & 0x3F));
+            else if (c < 0x10000)
+                text[n++] = (char)(0xE0 | (c >> 12)), text[n++] = (char)(0x80 | ((c >> 6) & 0x3F)),
+                text[n++] = (char)(0x80 | (c & 0x3F));
+            else
+                text[n++] = (char)(0xF0 | (c >> 18)), text[n++] = (char)(0x80 | ((c >> 12) & 0x3F)),
+                text[n++] = (char)(0x80 | ((c >> 6) & 0x3F)), text[n++] = (char)(0x80 | (c & 0x3F));
+        }
+        text[n] = 0;
+        int32_t *ids;
+        int ni;
+        assert_int_equal(lop_tokenizer_encode(t, text, n, 0, &ids, &ni), LOP_OK);
+        char *d;
+        assert_int_equal(lop_tokenizer_decode(t, ids, ni, &d), LOP_OK);
+        if (strcmp(d, text) != 0) {
+            show("text", text);
+            show("got ", d);
+        }
+        assert_string_equal(d, text);
+        free(d);
+        free(ids);
+    }
+}
+
+static void test_random_roundtrip(void **st) {
+    (void)st;
+    lop_tokenizer *t = from_gguf(FIX "smollm2/vocab.gguf", -1);
+    random_roundtrip(t, 400);
+    lop_tokenizer_free(t);
+    t = from_gguf(FIX "spm/vocab.gguf", -1);
+    random_roundtrip(t, 400);
+    lop_tokenizer_free(t);
+    t = from_json_file(FIX "spm/tokenizer_legacy.json");
+    random_roundtrip(t, 400);
+    lop_tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_smol_json_converted),
@@ -564,10 +717,13 @@ int main(void) {
         cmocka_unit_test(test_spm_json_metaspace_always_split),
         cmocka_unit_test(test_spm_json_no_byte_fallback),
         cmocka_unit_test(test_spm_gguf),
+        cmocka_unit_test(test_spm_without_space_cuts),
         cmocka_unit_test(test_decode_broken_utf8),
         cmocka_unit_test(test_token_bytes_stream),
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_bad_vocab_src),
+        cmocka_unit_test(test_fuzz_json),
+        cmocka_unit_test(test_random_roundtrip),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -71,6 +71,8 @@ struct lop_tokenizer {
     int byte_fallback, fuse_unk, ignore_merges;
     int unk_fallback; /* text with no token becomes unk (else dropped) */
     int score_mode; /* SPM: merges chosen by score (no merge list) */
+    int ws_split;   /* SPM: no token holds "▁" after another character, so the text can be cut before
+                       each such "▁" without changing the result (speed only) */
 
     tok_step *steps;
     int n_steps;

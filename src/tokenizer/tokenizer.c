@@ -345,6 +345,13 @@ static lop_status create(const lop_vocab_src *src, lop_tokenizer *t) {
         t->byte_fallback = t->score_mode ? t->has_all_bytes : (src->byte_fallback ? 1 : 0);
         if (t->score_mode) t->unk_fallback = t->unk >= 0;
         t->decode_strip = src->decode_strip ? src->decode_strip > 0 : t->space_prefix != LOP_PREFIX_NONE;
+        t->ws_split = !t->ignore_merges && tok_vocab_find(t, "\xE2\x96\x81", 3) >= 0;
+        for (int i = 0; i < n && t->ws_split; i++) { /* every token must be "▁"* then no "▁" */
+            const char *s = t->tok[i];
+            size_t l = t->tok_len[i], k = 0;
+            while (k + 3 <= l && memcmp(s + k, "\xE2\x96\x81", 3) == 0) k += 3;
+            if (k < l && memmem(s + k, l - k, "\xE2\x96\x81", 3)) t->ws_split = 0;
+        }
     } else {
         LOP_TRY(tok_steps_compile(t, src));
     }
