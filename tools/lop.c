@@ -229,6 +229,7 @@ static int cmd_generate(int argc, char **argv) {
     if (temp < 0 || top_k < 0 || top_p <= 0 || top_p > 1) return usage_error("generate", "bad sampling option");
 
     lop_model *m;
+    double t0 = lop_now();
     lop_status st = lop_model_load(argv[optind], NULL, &m);
     if (st) return fail(st);
     int32_t *ids = NULL;
@@ -245,13 +246,12 @@ static int cmd_generate(int argc, char **argv) {
     }
     lop_engine_opts eo = {.device = dev, .max_batch = batch, .max_seq_len = n_ids + n_new + 1, .n_threads = threads};
     lop_engine *e;
-    double t0 = lop_now();
     if ((st = lop_engine_create(m, &eo, &e)) != LOP_OK) {
         free(ids);
         lop_model_free(m);
         return fail(st);
     }
-    LOP_INFO("lop: %s on %s, %d-token prompt, batch %d (ready in %.2f s)", m->source, dev ? "cuda" : "cpu", n_ids,
+    LOP_INFO("lop: %s on %s, %d-token prompt, batch %d (loaded in %.2f s)", m->source, dev ? "cuda" : "cpu", n_ids,
              batch, lop_now() - t0);
     const int32_t **prompts = malloc((size_t)batch * sizeof *prompts);
     int *lens = malloc((size_t)batch * sizeof *lens);

@@ -518,6 +518,59 @@ static lop_status load_tokenizer(loader *L) {
     return st;
 }
 
+/* ---- tokenizer alone ---------------------------------------------------------------------- */
+struct lop_gguf_vocab {
+    lop_mapped map;
+    lop_gguf *g;
+    lop_model dummy; /* build_vocab checks the vocabulary against cfg.vocab_size */
+    lop_vocab_src src;
+    vocab_bufs b;
+};
+
+void lop_gguf_vocab_close(lop_gguf_vocab *v) {
+    if (!v) return;
+    free(v->b.tokens);
+    free(v->b.token_lens);
+    free(v->b.merges);
+    free(v->b.merge_lens);
+    free(v->b.scores);
+    free(v->b.types);
+    if (v->g) lop_gguf_close(v->g);
+    lop_unmap_file(&v->map);
+    free(v);
+}
+
+lop_status lop_gguf_vocab_open(const char *path, lop_gguf_vocab **out, const lop_vocab_src **src) {
+    *out = NULL;
+    lop_gguf_vocab *v = calloc(1, sizeof *v);
+    if (!v) return lop_fail(LOP_ERR_OOM, "out of memory");
+    v->dummy.cfg.vocab_size = 1 << 24;
+    lop_status st = lop_map_file(path, &v->map);
+    if (st == LOP_OK) st = lop_gguf_parse(path, v->map.data, v->map.size, &v->g);
+    if (st == LOP_OK && !lop_gguf_find_kv(v->g, "tokenizer.ggml.model"))
+        st = lop_fail(LOP_ERR_FORMAT, "%s: no tokenizer (metadata key 'tokenizer.ggml.model' missing)", path);
+    if (st == LOP_OK) {
+        loader L = {.m = &v->dummy, .g = v->g, .path = path};
+        st = build_vocab(&L, &v->src, &v->b);
+    }
+    if (st != LOP_OK) {
+        lop_gguf_vocab_close(v);
+        return st;
+    }
+    *out = v;
+    *src = &v->src;
+    return LOP_OK;
+}
+
+lop_status lop_tokenizer_from_gguf(const char *path, lop_tokenizer **out) {
+    lop_gguf_vocab *v;
+    const lop_vocab_src *src;
+    LOP_TRY(lop_gguf_vocab_open(path, &v, &src));
+    lop_status st = lop_tokenizer_create(src, out);
+    lop_gguf_vocab_close(v);
+    return st;
+}
+
 /* ---- entry point -------------------------------------------------------------------------- */
 lop_status lop_load_gguf(lop_model *m, const char *path, const lop_load_opts *o) {
     lop_load_opts def = {0};

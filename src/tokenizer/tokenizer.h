@@ -117,6 +117,12 @@ lop_status lop_tokenizer_from_hf_json(const char *path, lop_tokenizer **out);
 /* Same from JSON text in memory (no tokenizer_config.json); origin names it in error messages. */
 lop_status lop_tokenizer_from_hf_json_text(const char *json, size_t len, const char *origin,
                                            lop_tokenizer **out);
+/* The tokenizer of a GGUF file, from its metadata alone (implemented beside the GGUF model loader).
+ * lop_gguf_vocab_open exposes the description itself (valid until close), e.g. to adjust it. */
+typedef struct lop_gguf_vocab lop_gguf_vocab;
+lop_status lop_tokenizer_from_gguf(const char *path, lop_tokenizer **out);
+lop_status lop_gguf_vocab_open(const char *path, lop_gguf_vocab **v, const lop_vocab_src **src);
+void lop_gguf_vocab_close(lop_gguf_vocab *v);
 void lop_tokenizer_free(lop_tokenizer *t);
 
 /* Overrides special ids after creation (e.g. from config.json); a negative value leaves one as is. */
