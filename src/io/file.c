@@ -82,6 +82,13 @@ lop_status lop_read_file(const char *path, char **data, size_t *size) {
     return LOP_OK;
 }
 
+char *lop_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 int lop_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

@@ -19,6 +19,9 @@ void lop_unmap_file(lop_mapped *m);
 /* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
 lop_status lop_read_file(const char *path, char **data, size_t *size);
 
+/* "dir/name" in a malloc'd string (NULL when out of memory). */
+char *lop_path_join(const char *dir, const char *name);
+
 int lop_is_dir(const char *path);
 int lop_file_exists(const char *path);
 

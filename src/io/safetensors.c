@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "io/file.h"
 
 /* ---- dtypes ------------------------------------------------------------------------------- */
 static const struct {
@@ -422,13 +423,6 @@ static lop_status write_range(const lop_st_writer *w, int i0, int i1, const char
 
 lop_status lop_st_writer_write(const lop_st_writer *w, const char *path) { return write_range(w, 0, w->n, path); }
 
-static char *join_path(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp((*(const wentry *const *)a)->name, (*(const wentry *const *)b)->name);
 }
@@ -472,7 +466,7 @@ lop_status lop_st_writer_write_sharded(const lop_st_writer *w, const char *dir, 
     for (int k = 0; k < ns; k++) {
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", k + 1, ns);
         free(path);
-        path = join_path(dir, name);
+        path = lop_path_join(dir, name);
         if (!path) {
             st = lop_fail(LOP_ERR_OOM, "%s: out of memory", dir);
             goto done;
@@ -496,7 +490,7 @@ lop_status lop_st_writer_write_sharded(const lop_st_writer *w, const char *dir, 
     }
     char *js = ok ? cJSON_Print(idx) : NULL;
     free(path);
-    path = join_path(dir, "model.safetensors.index.json");
+    path = lop_path_join(dir, "model.safetensors.index.json");
     if (!js || !path) {
         free(js);
         st = lop_fail(LOP_ERR_OOM, "%s: out of memory writing the index", dir);
@@ -518,7 +512,7 @@ lop_status lop_st_writer_write_dir(const lop_st_writer *w, const char *dir, uint
                                    int *n_shards) {
     if (n_shards) *n_shards = 0;
     if (max_shard_bytes && w->total > max_shard_bytes) return lop_st_writer_write_sharded(w, dir, max_shard_bytes, n_shards);
-    char *path = join_path(dir, "model.safetensors");
+    char *path = lop_path_join(dir, "model.safetensors");
     if (!path) return lop_fail(LOP_ERR_OOM, "%s: out of memory", dir);
     lop_status st = lop_st_writer_write(w, path);
     free(path);

@@ -32,10 +32,9 @@ lop_status lop_model_load(const char *spec, const lop_load_opts *opts, lop_model
     if (st == LOP_OK && !m->synthetic && !opts->shapes_only) m->weights_loaded = 1;
     if (st == LOP_OK && !m->tok && m->format[0] == 'h') {
         /* HF directories carry their tokenizer beside the weights */
-        char *tj = malloc(strlen(spec) + 32);
+        char *tj = lop_path_join(spec, "tokenizer.json");
         if (!tj) st = lop_fail(LOP_ERR_OOM, "out of memory");
         else {
-            sprintf(tj, "%s/tokenizer.json", spec);
             if (lop_file_exists(tj)) st = lop_tokenizer_from_hf_json(tj, &m->tok);
             free(tj);
         }

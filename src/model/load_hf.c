@@ -24,13 +24,6 @@ typedef struct hf_ctx {
     int shapes_only;
 } hf_ctx;
 
-static char *join_path(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* ---- name -> slot ------------------------------------------------------------------------- */
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -141,7 +134,7 @@ static int plain_file_name(const char *s) {
 
 static lop_status load_shard(hf_ctx *cx, const char *index_path, const cJSON *wm, const char *shard,
                              const char *first_tensor) {
-    char *path = join_path(cx->dir, shard);
+    char *path = lop_path_join(cx->dir, shard);
     if (!path) return lop_fail(LOP_ERR_OOM, "out of memory");
     if (!lop_file_exists(path)) {
         lop_status st = lop_fail(LOP_ERR_IO, "%s: shard '%s' (holding tensor '%s') not found: %s", index_path, shard,
@@ -237,7 +230,7 @@ static lop_status load_hf(lop_model *m, const char *dir, const lop_load_opts *o,
         for (int i = 0; i < m->cfg.n_layers; i++) m->cfg.layers[i].head_dim = x->lop_layers[i].head_dim;
 
     hf_ctx cx = {m, dir, o->shapes_only};
-    char *single = join_path(dir, "model.safetensors"), *index = join_path(dir, "model.safetensors.index.json");
+    char *single = lop_path_join(dir, "model.safetensors"), *index = lop_path_join(dir, "model.safetensors.index.json");
     if (!single || !index) {
         free(single);
         free(index);
@@ -253,7 +246,7 @@ static lop_status load_hf(lop_model *m, const char *dir, const lop_load_opts *o,
         *weights_path = index;
         free(single);
     } else {
-        char *bin = join_path(dir, "pytorch_model.bin");
+        char *bin = lop_path_join(dir, "pytorch_model.bin");
         int has_bin = bin && lop_file_exists(bin);
         free(bin);
         st = lop_fail(has_bin ? LOP_ERR_UNSUPPORTED : LOP_ERR_IO,
@@ -284,7 +277,7 @@ static lop_status load_hf(lop_model *m, const char *dir, const lop_load_opts *o,
 lop_status lop_load_hf(lop_model *m, const char *dir, const lop_load_opts *o) {
     lop_load_opts def = {0};
     if (!o) o = &def;
-    char *cfg_path = join_path(dir, "config.json"), *weights_path = NULL;
+    char *cfg_path = lop_path_join(dir, "config.json"), *weights_path = NULL;
     if (!cfg_path) return lop_fail(LOP_ERR_OOM, "out of memory");
     lop_hf_extra x = {0};
     lop_status st = load_hf(m, dir, o, cfg_path, &x, &weights_path);

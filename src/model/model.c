@@ -228,32 +228,13 @@ int64_t lop_model_n_params(const lop_model *m) {
 }
 
 /* ---- dtype conversion --------------------------------------------------------------------- */
-static lop_status tensor_to_f32(lop_model *m, lop_tensor *t, const char *what) {
-    if (!t->present || !t->data || t->dtype == LOP_F32) return LOP_OK;
-    int64_t n = lop_tensor_numel(t);
-    float *dst = lop_model_malloc(m, (size_t)n * sizeof(float), what);
-    if (!dst) return LOP_ERR_OOM;
-    const uint16_t *src = t->data;
-    if (t->dtype == LOP_F16)
-        for (int64_t i = 0; i < n; i++) dst[i] = lop_f16_to_f32(src[i]);
+void lop_convert_to_f32(float *dst, const void *src, lop_dtype t, int64_t n) {
+    const uint16_t *h = src;
+    if (t == LOP_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (t == LOP_F16)
+        for (int64_t i = 0; i < n; i++) dst[i] = lop_f16_to_f32(h[i]);
     else
-        for (int64_t i = 0; i < n; i++) dst[i] = lop_bf16_to_f32(src[i]);
-    t->data = dst;
-    t->dtype = LOP_F32;
-    return LOP_OK;
-}
-
-lop_status lop_model_to_f32(lop_model *m) {
-    LOP_TRY(tensor_to_f32(m, &m->w.tok_emb, "embed_tokens"));
-    LOP_TRY(tensor_to_f32(m, &m->w.out_norm, "norm"));
-    LOP_TRY(tensor_to_f32(m, &m->w.lm_head, "lm_head"));
-    for (int i = 0; i < m->cfg.n_layers; i++) {
-        lop_layer_weights *L = &m->w.layers[i];
-#define X(f, name) LOP_TRY(tensor_to_f32(m, &L->f, name));
-        LOP_LAYER_TENSORS(X)
-#undef X
-    }
-    return LOP_OK;
+        for (int64_t i = 0; i < n; i++) dst[i] = lop_bf16_to_f32(h[i]);
 }
 
 /* ---- public entry points ------------------------------------------------------------------ */

@@ -118,8 +118,8 @@ void *lop_model_malloc(lop_model *m, size_t size, const char *what);
  * missing defaults. `file` names the source in error messages. */
 lop_status lop_model_derive_shapes(lop_model *m, const char *file);
 
-/* Converts every present tensor to F32 in place (model-owned copies); no-op for F32 data. */
-lop_status lop_model_to_f32(lop_model *m);
+/* dst[0..n) = the n elements of src (of dtype t) widened exactly to fp32. */
+void lop_convert_to_f32(float *dst, const void *src, lop_dtype t, int64_t n);
 
 int64_t lop_model_n_params(const lop_model *m);
 int64_t lop_layer_n_params(const lop_model *m, int layer);

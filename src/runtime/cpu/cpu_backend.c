@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/half.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "model/synth.h"
@@ -63,11 +62,7 @@ static const float *as_f32(lop_backend *be, const lop_tensor *t, lop_status *st)
     int64_t n = lop_tensor_numel(t);
     float *d = be_alloc(be, (size_t)n * sizeof(float), "fp32 weights", st);
     if (!d) return NULL;
-    const uint16_t *s = t->data;
-    if (t->dtype == LOP_F16)
-        for (int64_t i = 0; i < n; i++) d[i] = lop_f16_to_f32(s[i]);
-    else
-        for (int64_t i = 0; i < n; i++) d[i] = lop_bf16_to_f32(s[i]);
+    lop_convert_to_f32(d, t->data, t->dtype, n);
     return d;
 }
 
