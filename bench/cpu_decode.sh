@@ -42,7 +42,7 @@ ptps=$(echo "$line" | sed -E 's/.*\(([0-9.]+) tok\/s\).*/\1/')
 bw_after=$(best_bw)
 bw=$(awk "BEGIN{print ($bw_before > $bw_after) ? $bw_before : $bw_after}")
 {
-    echo "# cpu=$cpu; cores=$ncpu; read_bw_GBps=$bw (before $bw_before, after $bw_after); commit=$commit; date=$(date -u +%FT%TZ)"
+    echo "# cpu=$cpu; cores=$ncpu; read_bw_GBps=$bw (before $bw_before; after $bw_after); commit=$commit; date=$(date -u +%FT%TZ)"
     echo "mode,batch,prompt_tokens,new_tokens,ms_per_step,tok_per_s,achieved_GBps,pct_of_read_bw"
     for r in "${rows[@]}"; do
         g=${r##*,}
