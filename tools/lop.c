@@ -268,6 +268,7 @@ static int cmd_generate(int argc, char **argv) {
         for (int s = 0; batch > 1 && s < r.n_seq; s++) {
             printf("[%d] ", s);
             if (m->tok && !ids_arg) {
+                fputs(prompt, stdout);
                 char *txt;
                 if (lop_model_decode(m, r.tokens[s], r.n_tokens[s], &txt) == LOP_OK) {
                     printf("%s", txt);

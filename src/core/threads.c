@@ -47,9 +47,10 @@ static void run_chunks(pool *p, int thread) {
 
 /* Spins this many rounds for the next job before sleeping: decode issues a few hundred short jobs
  * per token, and a futex wake-up costs tens of microseconds in a VM (measured: 0.24 ms for a
- * 576x576 product that streams in 0.05 ms). A short spin keeps back-to-back jobs cheap and still
- * leaves the cores to OpenBLAS during long BLAS calls. */
-#define SPIN_ROUNDS 20000
+ * 576x576 product that streams in 0.05 ms). A short spin (~50 us) keeps back-to-back jobs cheap
+ * and still leaves the cores to OpenBLAS and to other processes: 20000 rounds was as fast on an
+ * idle machine but 2.7x slower with one other busy process (SmolLM2 decode, batch 1). */
+#define SPIN_ROUNDS 2000
 
 static void *worker(void *arg) {
     int index = (int)(intptr_t)arg;
