@@ -164,7 +164,7 @@ static void test_windows_independent(void **st) {
     lop_model_free(m);
 }
 
-/* CRLF → LF when reading the text, as Python's text mode does. */
+/* CRLF and CR → LF when reading the text, as Python's text mode does. */
 static void test_read_text_lf(void **st) {
     (void)st;
     char path[] = "/tmp/lop-ppl-XXXXXX";
@@ -176,7 +176,7 @@ static void test_read_text_lf(void **st) {
     char *t;
     size_t n;
     assert_int_equal(lop_read_text_lf(path, &t, &n), LOP_OK);
-    assert_string_equal(t, " = A = \n b\n\nc\rd\n");
+    assert_string_equal(t, " = A = \n b\n\nc\nd\n");
     assert_int_equal(n, strlen(t));
     free(t);
     unlink(path);

@@ -138,7 +138,7 @@ lop_status lop_read_text_lf(const char *path, char **text, size_t *len) {
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         if (t[i] == '\r' && i + 1 < n && t[i + 1] == '\n') continue;
-        t[j++] = t[i];
+        t[j++] = t[i] == '\r' ? '\n' : t[i];
     }
     t[j] = 0;
     *text = t;

@@ -54,11 +54,11 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
 /* Encodes text with the model's tokenizer (no BOS: the layout adds it) and evaluates it. */
 lop_status lop_ppl_eval_text(lop_engine *e, const char *text, size_t len, const lop_ppl_opts *o,
                              lop_ppl_result *r);
-/* Reads a text file (UTF-8; CRLF line ends become LF, as Python's text mode reads them) and
- * evaluates it. */
+/* Reads a text file (UTF-8; CRLF and lone CR line ends become LF, as Python's text mode reads
+ * them) and evaluates it. */
 lop_status lop_ppl_eval_file(lop_engine *e, const char *path, const lop_ppl_opts *o, lop_ppl_result *r);
 void lop_ppl_result_free(lop_ppl_result *r);
 
-/* Reads a text file into a malloc'd NUL-terminated buffer with CRLF turned into LF. */
+/* Reads a text file into a malloc'd NUL-terminated buffer with CRLF and CR turned into LF. */
 lop_status lop_read_text_lf(const char *path, char **text, size_t *len);
 #endif
