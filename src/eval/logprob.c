@@ -8,8 +8,10 @@
 
 #include "core/status.h"
 #include "core/threads.h"
+#include "runtime/cpu/simd.h"
 
 double lop_logits_lse(const float *row, int V, int *argmax) {
+    if (lop_cpu_simd_available()) return lop_cpu_lse_avx2(row, V, argmax);
     float mx = row[0];
     int arg = 0;
     for (int i = 1; i < V; i++)

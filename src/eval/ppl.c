@@ -64,7 +64,8 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
     r->n_text_tokens = n_text;
     r->n_windows = nw;
     r->n_dropped = n_text - text_used(nw, ctx, bos);
-    int wpb = o->windows_per_batch > 0 ? o->windows_per_batch : (e->opts.max_batch > 0 ? e->opts.max_batch : 1);
+    /* windows per scoring call: several forwards' worth, so the logits buffer is reused */
+    int wpb = o->windows_per_batch > 0 ? o->windows_per_batch : 8 * (e->opts.max_batch > 0 ? e->opts.max_batch : 1);
     if (wpb > nw) wpb = (int)nw;
 
     lop_score_req *reqs = malloc((size_t)wpb * sizeof *reqs);

@@ -28,7 +28,8 @@ typedef struct lop_ppl_opts {
     int ctx;                /* window length in tokens, BOS included (≥ 2; ≤ the engine's max_seq_len) */
     lop_ppl_bos bos;
     int64_t max_windows;    /* 0 = all; else only the first N windows (quick runs, tests) */
-    int windows_per_batch;  /* windows per forward; 0 = the engine's max_batch */
+    int windows_per_batch;  /* windows per scoring call (the engine packs max_batch per forward);
+                               0 = 8 forwards' worth */
     lop_progress *progress; /* NULL = silent; counts windows */
 } lop_ppl_opts;
 

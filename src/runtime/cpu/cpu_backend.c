@@ -1,5 +1,6 @@
 /* The CPU backend: fp32 reference forward pass for any per-layer shape, OpenBLAS for the matrix
- * products, OpenMP across tokens × heads for attention, fp32 KV cache per sequence slot.
+ * products, the thread pool across tokens × heads for attention (AVX2 kernels from simd.h when the
+ * CPU has them, the ops.h reference otherwise), fp32 KV cache per sequence slot.
  * Weights stored as F16/BF16 are converted once to fp32 copies the backend owns. */
 #include <cblas.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "model/synth.h"
 #include "runtime/backend.h"
 #include "runtime/cpu/ops.h"
+#include "runtime/cpu/simd.h"
 
 typedef struct cpu_layer {
     const float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
@@ -184,6 +186,7 @@ typedef struct attn_job {
     const lop_batch *b;
     const cpu_layer *L;
     int nh, nkv, hd;
+    int simd; /* AVX2 attention (simd.h) */
 } attn_job;
 
 static void rope_and_cache(void *ctx, int64_t i0, int64_t i1, int thread) {
@@ -209,8 +212,12 @@ static void attend(void *ctx, int64_t it0, int64_t it1, int thread) {
     for (int64_t it = it0; it < it1; it++) {
         int i = (int)(it / j->nh), h = (int)(it % j->nh);
         size_t base = (size_t)j->b->seq[i] * be->max_seq * kvd;
-        lop_cpu_attention(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
-                          j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
+        if (j->simd)
+            lop_cpu_attention_avx2(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
+                                   j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
+        else
+            lop_cpu_attention(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
+                              j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
     }
 }
 
@@ -244,7 +251,7 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
             lop_cpu_linear(be->q, xb, L->wq, L->bq, n, qd, dim);
             lop_cpu_linear(be->k, xb, L->wk, L->bk, n, kvd, dim);
             lop_cpu_linear(be->v, xb, L->wv, L->bv, n, kvd, dim);
-            attn_job job = {be, b, L, nh, nkv, hd};
+            attn_job job = {be, b, L, nh, nkv, hd, hd % 8 == 0 && lop_cpu_simd_available()};
             lop_parallel_for(n, 1, rope_and_cache, &job);
             lop_parallel_for((int64_t)n * nh, 1, attend, &job);
             lop_cpu_linear(xb, be->att, L->wo, L->bo, n, dim, qd);
@@ -255,7 +262,8 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
             lop_cpu_rmsnorm(xb, x, L->ffn_norm, n, dim, c->norm_eps);
             lop_cpu_linear(be->g, xb, L->wg, L->bg, n, f, dim);
             lop_cpu_linear(be->u, xb, L->wu, L->bu, n, f, dim);
-            lop_cpu_swiglu(be->g, be->g, be->u, (int64_t)n * f);
+            if (lop_cpu_simd_available()) lop_cpu_swiglu_avx2(be->g, be->g, be->u, (int64_t)n * f);
+            else lop_cpu_swiglu(be->g, be->g, be->u, (int64_t)n * f);
             lop_cpu_linear(xb, be->g, L->wd, L->bd, n, dim, f);
             add_rows(x, xb, (int64_t)n * dim);
         }
