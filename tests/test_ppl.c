@@ -50,9 +50,10 @@ static void check(lop_engine *e, const lop_model *m, lop_ppl_bos bos, int ctx, i
     assert_int_equal(lop_ppl_eval_tokens(e, TEXT, 10, BOS, &o, &r), LOP_OK);
     assert_int_equal(r.n_windows, nw);
     assert_int_equal(r.n_dropped, dropped);
+    int each = bos == LOP_PPL_BOS_EACH;
     assert_int_equal(r.n_scored, n_pairs);
-    assert_int_equal(r.n_scored, nw * (ctx - 1));
-    assert_int_equal(r.n_fed, nw * ctx);
+    assert_int_equal(r.n_scored, nw * (ctx - 1 + each));
+    assert_int_equal(r.n_fed, nw * (ctx + each));
     assert_int_equal(r.n_text_tokens, 10);
     double sum = 0;
     for (int i = 0; i < n_pairs; i++) sum += hand_nll(pairs[i][0], pairs[i][1], m->cfg.norm_eps);
@@ -77,10 +78,14 @@ static void test_hand_computation_layouts(void **st) {
     check(e, m, LOP_PPL_BOS_FIRST, 4, 0, 2, 3, first, 6);
     /* only the first window */
     check(e, m, LOP_PPL_BOS_FIRST, 4, 1, 1, 7, first, 3);
-    /* BOS each window, ctx 4: B 0 1 2 | B 3 3 0 | B 1 1 2 | (0 dropped); every text token predicted */
-    static const int32_t each[][2] = {{BOS, 0}, {0, 1}, {1, 2}, {BOS, 3}, {3, 3}, {3, 0},
-                                      {BOS, 1}, {1, 1}, {1, 2}};
-    check(e, m, LOP_PPL_BOS_EACH, 4, 0, 3, 1, each, 9);
+    /* BOS each window (Shortened-LLM's add_bos_to_every), ctx 4: B 0 1 2 3 | B 3 0 1 1 | (2 0
+     * dropped); 5 tokens fed per window, every text token of a window predicted */
+    static const int32_t each[][2] = {{BOS, 0}, {0, 1}, {1, 2}, {2, 3}, {BOS, 3}, {3, 0}, {0, 1}, {1, 1}};
+    check(e, m, LOP_PPL_BOS_EACH, 4, 0, 2, 2, each, 8);
+    /* ... which needs ctx + 1 positions: ctx 8 with BOS each does not fit the 8-position engine */
+    lop_ppl_opts oe = {8, LOP_PPL_BOS_EACH, 0, 0, NULL};
+    lop_ppl_result re;
+    assert_int_equal(lop_ppl_eval_tokens(e, TEXT, 10, BOS, &oe, &re), LOP_ERR_ARG);
     /* no BOS, ctx 4: 0 1 2 3 | 3 0 1 1 | (2 0 dropped) */
     static const int32_t none[][2] = {{0, 1}, {1, 2}, {2, 3}, {3, 0}, {0, 1}, {1, 1}};
     check(e, m, LOP_PPL_BOS_NONE, 4, 0, 2, 2, none, 6);

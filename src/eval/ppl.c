@@ -21,9 +21,9 @@ void lop_ppl_layout(int64_t n_text, int ctx, lop_ppl_bos bos, int64_t *n_windows
             nw = (n_text + 1) / ctx;
             used = nw > 0 ? nw * ctx - 1 : 0;
             break;
-        case LOP_PPL_BOS_EACH:
-            nw = n_text / (ctx - 1);
-            used = nw * (ctx - 1);
+        case LOP_PPL_BOS_EACH: /* BOS + ctx text tokens per window */
+            nw = n_text / ctx;
+            used = nw * ctx;
             break;
         case LOP_PPL_BOS_NONE:
             nw = n_text / ctx;
@@ -39,7 +39,6 @@ void lop_ppl_layout(int64_t n_text, int ctx, lop_ppl_bos bos, int64_t *n_windows
 static int64_t text_used(int64_t k, int ctx, lop_ppl_bos bos) {
     switch (bos) {
     case LOP_PPL_BOS_FIRST: return k > 0 ? k * ctx - 1 : 0;
-    case LOP_PPL_BOS_EACH: return k * (ctx - 1);
     default: return k * ctx;
     }
 }
@@ -49,10 +48,11 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
     memset(r, 0, sizeof *r);
     int ctx = o->ctx;
     if (ctx < 2) return lop_fail(LOP_ERR_ARG, "perplexity: window length %d; need at least 2 tokens", ctx);
-    if (ctx > e->opts.max_seq_len)
-        return lop_fail(LOP_ERR_ARG, "perplexity: window of %d tokens exceeds the engine's %d positions", ctx,
-                        e->opts.max_seq_len);
     lop_ppl_bos bos = bos_id < 0 ? LOP_PPL_BOS_NONE : o->bos;
+    int len = ctx + (bos == LOP_PPL_BOS_EACH); /* tokens fed per window */
+    if (len > e->opts.max_seq_len)
+        return lop_fail(LOP_ERR_ARG, "perplexity: window of %d tokens exceeds the engine's %d positions", len,
+                        e->opts.max_seq_len);
     int64_t nw, dropped;
     lop_ppl_layout(n_text, ctx, bos, &nw, &dropped);
     if (nw == 0)
@@ -70,7 +70,7 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
 
     lop_score_req *reqs = malloc((size_t)wpb * sizeof *reqs);
     lop_score *sc = malloc((size_t)wpb * sizeof *sc);
-    int32_t *buf = malloc((size_t)wpb * ctx * sizeof *buf); /* one batch of windows, BOS placed */
+    int32_t *buf = malloc((size_t)wpb * len * sizeof *buf); /* one batch of windows, BOS placed */
     r->window_nll = malloc((size_t)nw * sizeof *r->window_nll);
     lop_status st = LOP_OK;
     if (!reqs || !sc || !buf || !r->window_nll) st = lop_fail(LOP_ERR_OOM, "out of memory (perplexity windows)");
@@ -79,7 +79,7 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
         int nb = (int)(nw - w0 < wpb ? nw - w0 : wpb);
         for (int i = 0; i < nb; i++) {
             int64_t k = w0 + i;
-            int32_t *dst = buf + (size_t)i * ctx;
+            int32_t *dst = buf + (size_t)i * len;
             switch (bos) {
             case LOP_PPL_BOS_FIRST:
                 if (k == 0) {
@@ -91,11 +91,11 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
                 break;
             case LOP_PPL_BOS_EACH:
                 dst[0] = bos_id;
-                memcpy(dst + 1, text_ids + k * (ctx - 1), (size_t)(ctx - 1) * sizeof *dst);
+                memcpy(dst + 1, text_ids + k * ctx, (size_t)ctx * sizeof *dst);
                 break;
             case LOP_PPL_BOS_NONE: memcpy(dst, text_ids + k * ctx, (size_t)ctx * sizeof *dst); break;
             }
-            reqs[i] = (lop_score_req){dst, ctx, 1};
+            reqs[i] = (lop_score_req){dst, len, 1};
         }
         st = lop_score_sequences(e, reqs, nb, sc, NULL);
         for (int i = 0; st == LOP_OK && i < nb; i++) {
@@ -112,8 +112,8 @@ lop_status lop_ppl_eval_tokens(lop_engine *e, const int32_t *text_ids, int64_t n
         lop_ppl_result_free(r);
         return st;
     }
-    r->n_scored = nw * (int64_t)(ctx - 1);
-    r->n_fed = nw * (int64_t)ctx;
+    r->n_scored = nw * (int64_t)(len - 1);
+    r->n_fed = nw * (int64_t)len;
     r->mean_nll = nll / (double)r->n_scored;
     r->ppl = exp(r->mean_nll);
     return LOP_OK;

@@ -1,6 +1,6 @@
 /* Perplexity with the Shortened-LLaMA / LLM-Pruner protocol (and the common 2048-token variant).
  *
- * Protocol (what their PyTorch code computes): tokenise the whole text ONCE, put BOS only at the
+ * Protocol (what their PyTorch code computes, ppl_dataset.py / PPLMetric): tokenise the whole text ONCE, put BOS only at the
  * very start, cut the token stream into non-overlapping windows of ctx tokens, drop the tail that
  * does not fill a window, run each window as an independent sequence (no carried context), and
  * score every shifted position: window tokens w[0..ctx-1] give ctx-1 predictions
@@ -10,8 +10,8 @@
  *
  * Variants (lop_ppl_bos):
  *   FIRST (default)  [BOS] + text, cut into windows of ctx; window 1 = BOS + ctx-1 text tokens.
- *   EACH             every window = BOS + the next ctx-1 text tokens; all ctx-1 text tokens of a
- *                    window are predicted (the first from BOS alone).
+ *   EACH             every window = BOS + the next ctx text tokens (ctx + 1 fed, all ctx text tokens
+ *                    predicted, the first from BOS alone): Shortened-LLM's add_bos_to_every.
  *   NONE             the text tokens alone, windows of ctx (HF tokenizers that add no BOS).
  * A model without a BOS token evaluates FIRST and EACH as NONE (reported in the result). */
 #ifndef LOP_EVAL_PPL_H
@@ -25,7 +25,8 @@
 typedef enum lop_ppl_bos { LOP_PPL_BOS_FIRST = 0, LOP_PPL_BOS_EACH = 1, LOP_PPL_BOS_NONE = 2 } lop_ppl_bos;
 
 typedef struct lop_ppl_opts {
-    int ctx;                /* window length in tokens, BOS included (≥ 2; ≤ the engine's max_seq_len) */
+    int ctx;                /* window length in tokens (≥ 2; ≤ the engine's max_seq_len, which needs one
+                               more for EACH) */
     lop_ppl_bos bos;
     int64_t max_windows;    /* 0 = all; else only the first N windows (quick runs, tests) */
     int windows_per_batch;  /* windows per scoring call (the engine packs max_batch per forward);
@@ -37,8 +38,8 @@ typedef struct lop_ppl_result {
     double ppl, mean_nll;   /* exp(mean NLL); mean NLL in nats */
     int64_t n_text_tokens;  /* tokens of the text (no BOS) */
     int64_t n_windows;      /* windows evaluated */
-    int64_t n_scored;       /* predictions scored = n_windows * (ctx - 1) */
-    int64_t n_fed;          /* tokens run through the model = n_windows * ctx */
+    int64_t n_scored;       /* predictions scored = n_windows * (ctx - 1), EACH: n_windows * ctx */
+    int64_t n_fed;          /* tokens run through the model = n_windows * ctx, EACH: n_windows * (ctx + 1) */
     int64_t n_dropped;      /* text tokens in no window (the tail, or the windows left out by max_windows) */
     int ctx;
     lop_ppl_bos bos;        /* the variant actually used (NONE when the model has no BOS) */

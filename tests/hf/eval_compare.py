@@ -6,7 +6,7 @@ lop side: `lop eval MODEL --ppl FILE --ctx 128,2048 --ppl-windows W --tasks all 
 HF side (this script, independent of lop's C code): the tasks' original files parsed here, lm-eval's
 templates and preprocessing written out in Python (as in the lm-eval task YAMLs / utils), lm-eval's
 TemplateLM._encode_pair tokenisation with the HF tokenizer (add_special_tokens=False), one forward
-per (context + continuation)[:-1] with no batching or cache sharing, float32 log_softmax as lm-eval's
+per item (its choices as one right-padded batch; no cache sharing), float32 log_softmax as lm-eval's
 HFLM computes it; perplexity windows built from the HF tokenisation of the whole text.
 
 Compares item by item: token counts, log-likelihood of every choice (max abs difference), the
@@ -113,14 +113,20 @@ def encode_pair(tok, context, continuation):  # TemplateLM._encode_pair, causal 
 
 
 @torch.no_grad()
-def loglikelihood(model, ctx, cont, max_len):
-    inp = (ctx + cont)[-(max_len + 1):][:-1]
-    logits = model(torch.tensor([inp])).logits[0].float()
-    lp = F.log_softmax(logits, dim=-1)[len(inp) - len(cont):]
-    tgt = torch.tensor(cont)
-    ll = lp.gather(1, tgt[:, None])[:, 0].double().sum().item()
-    greedy = bool((lp.argmax(dim=-1) == tgt).all())
-    return ll, greedy
+def loglikelihoods(model, pairs, max_len):
+    """lm-eval's (ll, is_greedy) for each (ctx_ids, cont_ids): input (ctx + cont)[-(max_len+1):][:-1];
+    the choices of one item run as one right-padded batch (causal attention: padding after a
+    sequence cannot change its logits)."""
+    inps = [(c + k)[-(max_len + 1):][:-1] for c, k in pairs]
+    L = max(len(i) for i in inps)
+    batch = torch.tensor([i + [0] * (L - len(i)) for i in inps])
+    logits = model(batch).logits.float()
+    out = []
+    for b, ((c, k), inp) in enumerate(zip(pairs, inps)):
+        lp = F.log_softmax(logits[b, len(inp) - len(k):len(inp)], dim=-1)
+        tgt = torch.tensor(k)
+        out.append((lp.gather(1, tgt[:, None])[:, 0].double().sum().item(), bool((lp.argmax(dim=-1) == tgt).all())))
+    return out
 
 
 # ---- model --------------------------------------------------------------------------------------
@@ -173,21 +179,25 @@ def main():
         lop_items = t["items_detail"]
         items = load_task(t["task"], a.data, len(lop_items))
         assert len(items) == len(lop_items), (t["task"], len(items), len(lop_items))
-        max_diff, worst, tok_mismatch, pred_diff, norm_diff = 0.0, None, 0, 0, 0
+        max_diff, worst, tok_mismatch, pred_diff, norm_diff, greedy_diff, max_tok = 0.0, None, 0, 0, 0, 0, 0.0
         n_choices = 0
         for i, ((ctxs, conts, choices, gold), li) in enumerate(zip(items, lop_items)):
             assert gold == li["gold"], (t["task"], i)
-            lls = []
+            pairs = []
             for j, (c, k) in enumerate(zip(ctxs, conts)):
                 ce, ke = encode_pair(tok, c, k)
                 if len(ce) == 0:
                     ce = [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]
                 if len(ce) != li["n_ctx"][j] or len(ke) != li["n_cont"][j]:
                     tok_mismatch += 1
-                ll, _ = loglikelihood(model, ce, ke, max_len)
-                lls.append(ll)
+                pairs.append((ce, ke))
+            res = loglikelihoods(model, pairs, max_len)
+            lls = [ll for ll, _ in res]
+            for j, (ll, greedy) in enumerate(res):
                 d = abs(ll - li["ll"][j])
                 n_choices += 1
+                max_tok = max(max_tok, d / li["n_cont"][j])
+                greedy_diff += greedy != bool(li["greedy"][j])
                 if d > max_diff:
                     max_diff, worst = d, {"item": i, "line": li["line"], "choice": j, "hf": ll, "lop": li["ll"][j]}
             lens = np.array([float(len(c)) for c in choices])
@@ -196,12 +206,12 @@ def main():
             norm_diff += pred_norm != li["pred_norm"]
         n = len(items)
         row = {"task": t["task"], "status": "ok", "items": n, "choices_scored": n_choices,
-               "token_count_mismatches": tok_mismatch, "max_abs_ll_diff": max_diff, "worst": worst,
-               "pred_disagreements": pred_diff, "pred_norm_disagreements": norm_diff,
+               "token_count_mismatches": tok_mismatch, "max_abs_ll_diff": max_diff, "max_abs_ll_diff_per_token": max_tok, "worst": worst,
+               "pred_disagreements": pred_diff, "is_greedy_disagreements": greedy_diff, "pred_norm_disagreements": norm_diff,
                "lop_acc": t["acc"], "lop_acc_norm": t["acc_norm"]}
         report["tasks"].append(row)
         print(f"{t['task']:14s} items {n:4d}  max|dLL| {max_diff:.2e}  token-count mismatches {tok_mismatch}  "
-              f"pred diffs {pred_diff}/{norm_diff}", flush=True)
+              f"pred diffs {pred_diff}/{norm_diff}  is_greedy diffs {greedy_diff}", flush=True)
     # perplexity windows: HF tokenisation of the whole text, same layout
     for p in lop.get("perplexity", []):
         text = open(p["file"], encoding="utf-8").read()  # text mode: CRLF -> LF, as lop reads it
@@ -210,7 +220,7 @@ def main():
         seq = ([tok.bos_token_id] if p["bos"] == "first" else []) + ids
         diffs = []
         for k, lop_w in enumerate(nll):
-            w = seq[k * ctx:(k + 1) * ctx] if p["bos"] != "each" else [tok.bos_token_id] + ids[k * (ctx - 1):(k + 1) * (ctx - 1)]
+            w = seq[k * ctx:(k + 1) * ctx] if p["bos"] != "each" else [tok.bos_token_id] + ids[k * ctx:(k + 1) * ctx]
             with torch.no_grad():
                 lg = model(torch.tensor([w])).logits[0].float()
             hf_w = F.cross_entropy(lg[:-1], torch.tensor(w[1:]), reduction="sum").item()
@@ -218,7 +228,7 @@ def main():
         row = {"file": os.path.basename(p["file"]), "ctx": ctx, "bos": p["bos"], "hf_text_tokens": len(ids),
                "lop_text_tokens": p["text_tokens"], "windows_compared": len(nll),
                "max_abs_window_nll_diff": max(diffs) if diffs else None,
-               "max_abs_mean_nll_diff": max(d / (ctx - 1) for d in diffs) if diffs else None}
+               "max_abs_nll_diff_per_token": max(d / (ctx - (p["bos"] != "each")) for d in diffs) if diffs else None}
         report["perplexity"].append(row)
         print(f"ppl ctx {ctx}: tokens hf {len(ids)} lop {p['text_tokens']}, {len(nll)} windows, "
               f"max|dNLL| per window {row['max_abs_window_nll_diff']}", flush=True)

@@ -89,13 +89,16 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
         float *o = out + (int64_t)h * hd;
         int i0 = 0;
         for (; i0 + 64 <= hd; i0 += 64) {
-            __m256 c[8];
+            __m256 c[8]; /* fully unrolled so the accumulators live in registers */
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++) c[r] = _mm256_setzero_ps();
             for (t = 0; t < n_ctx; t++) {
                 __m256 p = _mm256_set1_ps(scratch[t]);
                 const float *v = Vh + (int64_t)t * kv_stride + i0;
+#pragma GCC unroll 8
                 for (int r = 0; r < 8; r++) c[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * r), c[r]);
             }
+#pragma GCC unroll 8
             for (int r = 0; r < 8; r++) _mm256_storeu_ps(o + i0 + 8 * r, _mm256_mul_ps(c[r], _mm256_set1_ps(inv)));
         }
         for (; i0 < hd; i0 += 8) {
@@ -131,6 +134,28 @@ AVX2 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) {
     return (double)mx + log(z);
 }
 
+AVX2 void lop_cpu_softmax_avx2(float *x, int n) {
+    int t = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; t + 8 <= n; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + t));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    float mx = _mm_cvtss_f32(m4);
+    for (; t < n; t++) mx = x[t] > mx ? x[t] : mx;
+    __m256 vmx = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
+    for (t = 0; t + 8 <= n; t += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + t), vmx));
+        _mm256_storeu_ps(x + t, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    double sum = hsum(vsum);
+    for (; t < n; t++) sum += x[t] = expf(x[t] - mx);
+    __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (t = 0; t + 8 <= n; t += 8) _mm256_storeu_ps(x + t, _mm256_mul_ps(_mm256_loadu_ps(x + t), inv));
+    for (; t < n; t++) x[t] *= (float)(1.0 / sum);
+}
+
 AVX2 void lop_cpu_swiglu_avx2(float *h, const float *g, const float *u, int64_t n) {
     int64_t i = 0;
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
@@ -151,4 +176,5 @@ void lop_cpu_attention_avx2(float *out, const float *q, const float *K, const fl
 }
 void lop_cpu_swiglu_avx2(float *h, const float *g, const float *u, int64_t n) { (void)h, (void)g, (void)u, (void)n; }
 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) { (void)row, (void)V, (void)argmax; return 0; }
+void lop_cpu_softmax_avx2(float *x, int n) { (void)x, (void)n; }
 #endif

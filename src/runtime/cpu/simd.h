@@ -13,6 +13,8 @@ void lop_cpu_attention_avx2(float *out, const float *q, const float *K, const fl
                             int n_heads, int n_kv, int hd, int h0, int h1, float *scratch);
 /* log(sum(exp(row))) and the first argmax of V logits (eval/logprob.h lop_logits_lse). */
 double lop_cpu_lse_avx2(const float *row, int V, int *argmax);
+/* In-place softmax of n floats (max-shifted; sum in double). */
+void lop_cpu_softmax_avx2(float *x, int n);
 /* lop_cpu_swiglu (ops.h). */
 void lop_cpu_swiglu_avx2(float *h, const float *g, const float *u, int64_t n);
 #endif
