@@ -89,7 +89,7 @@ static lop_status run_ppl(lop_model *m, const eval_args *a, const char *path, cJ
     for (int c = 0; c < a->n_ctx; c++) {
         int ctx = a->ctx[c];
         int slots = a->batch > 0 ? a->batch : (1024 / ctx > 0 ? 1024 / ctx : 1);
-        lop_engine_opts eo = {a->dev, slots, ctx, a->threads};
+        lop_engine_opts eo = {a->dev, slots, ctx + (a->bos == LOP_PPL_BOS_EACH), a->threads};
         lop_engine *e;
         LOP_TRY(lop_engine_create(m, &eo, &e));
         char label[32];
@@ -281,7 +281,7 @@ static int usage_help(void) {
            "ctx-1 next-token predictions; PPL = exp(mean NLL).\n"
            "  --ppl FILE          text file (UTF-8; CRLF read as LF); 'wikitext2' = $LOP_DATA/wikitext2/wiki.test.raw\n"
            "  --ctx N[,N...]      window lengths (default 128; the common protocol is 2048)\n"
-           "  --bos-each          BOS at the start of every window (BOS + ctx-1 text tokens)\n"
+           "  --bos-each          BOS before every window of ctx text tokens (Shortened-LLM's add_bos_to_every)\n"
            "  --no-bos            no BOS at all\n"
            "  --ppl-windows N     only the first N windows (quick runs)\n\n"
            "Zero-shot accuracy (lm-evaluation-harness templates, acc and acc_norm):\n"
