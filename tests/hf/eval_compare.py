@@ -5,7 +5,8 @@ lop side: `lop eval MODEL --ppl FILE --ctx 128,2048 --ppl-windows W --tasks all 
 --json LOP.json` (per-item log-likelihoods and per-window NLLs in the JSON).
 HF side (this script, independent of lop's C code): the tasks' original files parsed here, lm-eval's
 templates and preprocessing written out in Python (as in the lm-eval task YAMLs / utils), lm-eval's
-TemplateLM._encode_pair tokenisation with the HF tokenizer (add_special_tokens=False), one forward
+TemplateLM._encode_pair tokenisation with the HF tokenizer (add_special_tokens=False; for SmolLM2 the
+real pre-tokenizer, Digits + ByteLevel, which transformers' GGUF converter drops), one forward
 per item (its choices as one right-padded batch; no cache sharing), float32 log_softmax as lm-eval's
 HFLM computes it; perplexity windows built from the HF tokenisation of the whole text.
 
@@ -130,10 +131,25 @@ def loglikelihoods(model, pairs, max_len):
 
 
 # ---- model --------------------------------------------------------------------------------------
+def gguf_pretokenizer(gguf):
+    from gguf import GGUFReader
+    field = GGUFReader(gguf).fields.get("tokenizer.ggml.pre")
+    return bytes(field.parts[field.data[0]]).decode() if field else None
+
+
 def load(gguf):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     d, f = os.path.split(os.path.abspath(gguf))
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    pre = gguf_pretokenizer(gguf)
+    if pre == "smollm":
+        # transformers' GGUF converter keeps ByteLevel alone; the real SmolLM2 tokenizer.json (and
+        # llama.cpp's "smollm") splits digits first — without this, numbers after several spaces
+        # tokenise differently (tests/fixtures/tok/make_tok_fixtures.py documents the same).
+        from tokenizers import pre_tokenizers
+        tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True),
+             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
     try:
         model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager")
         how = "from_pretrained(gguf_file=)"
@@ -150,7 +166,7 @@ def load(gguf):
         model.load_state_dict(sd, strict=True)
         how = "load_gguf_checkpoint"
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    return tok, model.eval(), how
+    return tok, model.eval(), how + f"; GGUF pre-tokenizer '{pre}'" + (" restored as Digits+ByteLevel" if pre == "smollm" else "")
 
 
 def main():
