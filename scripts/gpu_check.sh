@@ -11,7 +11,7 @@ DEBS=${LOP_DEBS:-../debs}
 OUT=${OUT:-/tmp/lop-out}
 BUILD=${BUILD:-build}
 JOBS=${JOBS:-$(nproc)}
-stages=${*:-build test parity bench hf}
+stages=${*:-build test bench parity hf}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1
@@ -48,7 +48,7 @@ fi
 
 if has test; then
     stamp "tests"
-    timeout 240 "$BUILD/tests/test_cuda" > "$OUT/test_cuda.log" 2>&1
+    timeout 180 "$BUILD/tests/test_cuda" > "$OUT/test_cuda.log" 2>&1
     echo "test_cuda exit $?"
     grep -E "error|PASSED|FAILED|SKIPPED|OK \]|^  " "$OUT/test_cuda.log" | grep -v "^\[ RUN" | tail -150
     for t in test_generate test_hf_parity test_ops; do
@@ -63,20 +63,20 @@ if has test; then
     stamp "tests done"
 fi
 
-if has parity; then
-    stamp "HF parity"
-    timeout 240 python3 scripts/gpu_hf_parity.py "$BUILD/lop" "$OUT"; echo "parity exit $?"
-    stamp "HF parity done"
-fi
-
 if has bench; then
     stamp "bench"
-    timeout 300 bench/cuda_decode.sh "$OUT/bench.csv" "$BUILD"; echo "bench exit $?"
+    timeout 200 bench/cuda_decode.sh "$OUT/bench.csv" "$BUILD"; echo "bench exit $?"
     stamp "bench done"
+fi
+
+if has parity; then
+    stamp "HF parity"
+    timeout 150 python3 scripts/gpu_hf_parity.py "$BUILD/lop" "$OUT"; echo "parity exit $?"
+    stamp "HF parity done"
 fi
 
 if has hf; then
     stamp "HF anchor"
-    timeout 150 python3 bench/hf_anchor.py 1 128 2 2>&1 | grep -v Warning | tee "$OUT/hf_anchor.txt"
+    timeout 110 python3 bench/hf_anchor.py 1 128 2 2>&1 | grep -v Warning | tee "$OUT/hf_anchor.txt"
     stamp "HF anchor done"
 fi
