@@ -63,4 +63,4 @@ echo "# prefill_8x512: ${pms} ms = ${prate} TFLOP/s = ${ppct}% of cuBLAS ${gemm}
 # the issue's ratios
 t1=$(awk -F, '$1=="7b_b1"{print $6}' "$csv"); td=$(awk -F, '$1=="depth4.9b_b1"{print $6}' "$csv"); tw=$(awk -F, '$1=="width4.9b_b1"{print $6}' "$csv")
 [ -n "$t1" ] && [ -n "$td" ] && [ -n "$tw" ] && echo "# speedup depth4.9b/7b $(awk "BEGIN{printf \"%.3f\", $td/$t1}"), width4.9b/7b $(awk "BEGIN{printf \"%.3f\", $tw/$t1}")" >> "$csv"
-echo; column -s, -t < "$csv"
+echo; (column -s, -t < "$csv" 2>/dev/null || cat "$csv")
