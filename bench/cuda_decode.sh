@@ -43,6 +43,7 @@ run() { # name spec batch L extra...
 }
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
+LOP_CUDA_NO_PDL=1 run 7b_b1_nopdl synth:llama-7b 1 128
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
 run depth4.9b_b1 synth:llama-7b:layers=23 1 128
 run width4.9b_b1 synth:llama-7b:heads=21@4-29:ffn=7155@4-29 1 128
@@ -60,6 +61,11 @@ prate=$(awk "BEGIN{printf \"%.1f\", $pflops/($pms*1e9)}")
 ppct=$(awk "BEGIN{printf \"%.1f\", 100*$prate/$gemm}")
 echo "prefill_8x512,synth:llama-7b,8,1,,,,,${pms},," >> "$csv"
 echo "# prefill_8x512: ${pms} ms = ${prate} TFLOP/s = ${ppct}% of cuBLAS ${gemm} TFLOP/s" >> "$csv"
+# where the time goes (device time per phase, kernels launched one by one with events between)
+echo "== trace: decode 7B batch 1 (no graph), 32 steps"
+LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $ids -n 32 --ignore-eos --no-graphs 2>&1 >/dev/null | grep -E "trace|decode:"
+echo "== trace: prefill 8x512"
+LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos 2>&1 >/dev/null | grep -E "trace|prefill:"
 # the issue's ratios
 t1=$(awk -F, '$1=="7b_b1"{print $6}' "$csv"); td=$(awk -F, '$1=="depth4.9b_b1"{print $6}' "$csv"); tw=$(awk -F, '$1=="width4.9b_b1"{print $6}' "$csv")
 [ -n "$t1" ] && [ -n "$td" ] && [ -n "$tw" ] && echo "# speedup depth4.9b/7b $(awk "BEGIN{printf \"%.3f\", $td/$t1}"), width4.9b/7b $(awk "BEGIN{printf \"%.3f\", $tw/$t1}")" >> "$csv"

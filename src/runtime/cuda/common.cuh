@@ -50,6 +50,31 @@ __device__ __forceinline__ float warp_max(float v) {
 static inline int lop_cdiv(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 __host__ __device__ static inline int lop_pad8(int x) { return (x + 7) & ~7; }
 
+/* Programmatic dependent launch (Hopper): a kernel launched with launch_k may start while the
+ * previous kernel of the stream finishes; it must call pdl_wait() before touching anything that
+ * kernel wrote (weights may be prefetched before). pdl_trigger() lets the next kernel launch early.
+ * Both are no-ops when the launch carried no such dependency. Off with LOP_CUDA_NO_PDL=1. */
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+int lop_cuda_pdl(void);
+
+template <typename... KArgs, typename... Args>
+static inline cudaError_t launch_k(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                                   Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = s != 0 && lop_cuda_pdl() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, static_cast<KArgs>(args)...);
+}
+
 /* Dispatch on a runtime lop_dtype to a template over T. */
 #define LOP_DISPATCH_T(dt, ...)                                                                     \
     do {                                                                                           \

@@ -73,6 +73,13 @@ typedef struct cu_layer {
 
 enum { CAT_W, CAT_KV, CAT_ACT, CAT_WS, N_CAT };
 
+/* LOP_CUDA_TRACE=1: device time per phase of non-graph forward passes (events between phases),
+ * printed when the engine is freed. A diagnostic: events between kernels cost a little time. */
+enum { PH_NONE, PH_EMBED, PH_NORM, PH_QKV, PH_ROPE, PH_ATTN, PH_O, PH_GATEUP, PH_DOWN, PH_HEAD, PH_SAMPLE, N_PH };
+static const char *const PH_NAMES[N_PH] = {"-", "embed", "rmsnorm", "qkv", "rope", "attention", "o_proj",
+                                            "gate_up+swiglu", "down", "head", "sample"};
+#define TRACE_EV 4096
+
 struct lop_backend {
     lop_model *m;
     lop_dtype dt;
@@ -87,6 +94,7 @@ struct lop_backend {
     float *x, *big, *q, *part, *logits;
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
+    int *d_counters; /* split-attention combine counters, kept zero between launches */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     void *lt_ws;
@@ -98,6 +106,11 @@ struct lop_backend {
     cudaGraphExec_t gexec;
     int g_n;
     k_sample_params g_p;
+    /* trace */
+    int trace, n_tr, capturing;
+    cudaEvent_t tr_ev[TRACE_EV];
+    int tr_ph[TRACE_EV];
+    double tr_ms[N_PH];
     /* allocation list (device) */
     void **allocs;
     int n_allocs, cap_allocs;
@@ -140,9 +153,37 @@ static void *A(lop_backend *be, size_t bytes, int cat, const char *what) {
     return p;
 }
 
+static void trace_mark(lop_backend *be, int next) {
+    if (!be->trace || be->capturing || be->n_tr >= TRACE_EV) return;
+    cudaEventRecord(be->tr_ev[be->n_tr], be->stream);
+    be->tr_ph[be->n_tr++] = next;
+}
+#define TRACE(be, from, to) trace_mark(be, to)
+
+/* after a stream sync: add the time between consecutive marks to the phase they opened */
+static void trace_collect(lop_backend *be) {
+    if (!be->trace) return;
+    for (int i = 0; i + 1 < be->n_tr; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, be->tr_ev[i], be->tr_ev[i + 1]) == cudaSuccess) be->tr_ms[be->tr_ph[i]] += ms;
+    }
+    cudaGetLastError();
+    be->n_tr = 0;
+}
+
 static void cu_destroy(lop_backend *be) {
     if (!be) return;
     if (be->stream) cudaStreamSynchronize(be->stream);
+    if (be->trace) {
+        trace_collect(be);
+        double tot = 0;
+        for (int i = 1; i < N_PH; i++) tot += be->tr_ms[i];
+        fprintf(stderr, "cuda trace (device ms, non-graph passes):");
+        for (int i = 1; i < N_PH; i++)
+            if (be->tr_ms[i] > 0) fprintf(stderr, " %s %.2f (%.0f%%)", PH_NAMES[i], be->tr_ms[i], 100 * be->tr_ms[i] / tot);
+        fprintf(stderr, "\n");
+        for (int i = 0; i < TRACE_EV; i++) cudaEventDestroy(be->tr_ev[i]);
+    }
     if (be->gexec) cudaGraphExecDestroy(be->gexec);
     if (be->gemm_ok) cu_gemm_free(&be->gemm);
     for (int i = 0; i < be->n_ev; i++) cudaEventDestroy(be->ev[i]);
@@ -256,6 +297,7 @@ static void layout(lop_backend *be) {
     be->att = A(be, T * be->ld_att * es, CAT_ACT, "activations");
     be->h = A(be, T * be->ld_h * es, CAT_ACT, "activations");
     be->part = (float *)A(be, (size_t)be->part_floats * 4, CAT_ACT, "attention splits");
+    be->d_counters = (int *)A(be, T * be->nh_max * sizeof(int), CAT_ACT, "attention splits");
     be->logits = (float *)A(be, (size_t)be->logits_cap * be->V * 4, CAT_ACT, "logits");
     be->d_tok = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
@@ -418,6 +460,10 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         st = be->ast;
     }
     if (st == LOP_OK) {
+        cudaError_t e = cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
+        if (e != cudaSuccess) st = cuda_fail(e, "counters");
+    }
+    if (st == LOP_OK) {
         be->h_tiles = (int32_t *)malloc(((size_t)be->tok_cap + 1) * sizeof(int32_t));
         be->h_rows = (int32_t *)malloc(((size_t)be->tok_cap + 1) * sizeof(int32_t));
         if (!be->h_tiles || !be->h_rows) st = lop_fail(LOP_ERR_OOM, "out of memory");
@@ -442,6 +488,10 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         } else {
             be->gemm_ok = 1;
         }
+    }
+    if (st == LOP_OK && getenv("LOP_CUDA_TRACE")) {
+        for (int i = 0; i < TRACE_EV; i++) cudaEventCreate(&be->tr_ev[i]);
+        be->trace = 1;
     }
     if (st == LOP_OK) st = upload(be);
     if (st == LOP_OK && be->staging) {
@@ -471,7 +521,7 @@ static lop_status mm(lop_backend *be, const void *W, int ldw, int rows, const vo
                      float *Y, int ldy, const float *bias, void *H, int ldh, const float **pending) {
     cudaStream_t s = be->stream;
     if (n <= k_gemv_max_batch()) {
-        k_gemv(W, ldw, be->dt, rows, X, ldx, n, mode, Y, ldy, bias, H, ldh, s);
+        k_gemv(W, ldw, be->dt, rows, X, ldx, n, mode, Y, ldy, bias, H, ldh, NULL, s);
         CK(cudaGetLastError());
         return LOP_OK;
     }
@@ -501,7 +551,9 @@ static int decode_splits(const lop_backend *be, int n, const cu_layer *L) {
 static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
+    TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
+    TRACE(be, PH_EMBED, PH_NORM);
     *pending = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const cu_layer *L = &be->L[l];
@@ -509,26 +561,42 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             int ld_att = lop_pad8(L->qd);
             k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
-            LOP_TRY(mm(be, L->wqkv, be->ld_dim, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_STORE, be->big,
-                       lop_pad8(L->qkv_rows), NULL, NULL, 0, pending));
-            k_rope_cache(be->big, lop_pad8(L->qkv_rows), L->bqkv, n, be->d_seq, be->d_pos, L->nh, L->nkv, L->hd,
-                         L->inv_freq, be->q, L->kc, L->vc, be->max_seq, s);
+            TRACE(be, PH_NORM, PH_QKV);
+            if (n <= k_gemv_max_batch()) {
+                /* q/k/v product, bias and RoPE in one pass over the weights */
+                k_rope_args ra = {L->bqkv, be->d_seq, be->d_pos, L->inv_freq, L->nh, L->nkv, L->hd, be->max_seq,
+                                  be->q, L->kc, L->vc};
+                k_gemv(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_ROPE, NULL, 0, NULL, NULL,
+                       0, &ra, s);
+            } else {
+                LOP_TRY(mm(be, L->wqkv, be->ld_dim, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_STORE, be->big,
+                           lop_pad8(L->qkv_rows), NULL, NULL, 0, pending));
+                TRACE(be, PH_QKV, PH_ROPE);
+                k_rope_cache(be->big, lop_pad8(L->qkv_rows), L->bqkv, n, be->d_seq, be->d_pos, L->nh, L->nkv, L->hd,
+                             L->inv_freq, be->q, L->kc, L->vc, be->max_seq, s);
+            }
+            TRACE(be, PH_ROPE, PH_ATTN);
             if (decode_mode)
                 k_attn_decode(be->q, L->kc, L->vc, be->d_seq, be->d_pos, n, L->nh, L->nkv, L->hd, be->max_seq,
-                              decode_splits(be, n, L), be->part, be->att, ld_att, be->dt, s);
+                              decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
             else
                 k_attn_prefill(be->q, L->kc, L->vc, be->d_seq, be->d_pos, be->d_tiles, n_tiles, n, L->nh, L->nkv, L->hd,
                                be->max_seq, be->att, ld_att, be->dt, s);
             CK(cudaGetLastError());
+            TRACE(be, PH_ATTN, PH_O);
             LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0, pending));
+            TRACE(be, PH_O, PH_NORM);
         }
         if (L->f) {
             k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
+            TRACE(be, PH_NORM, PH_GATEUP);
             LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
                        lop_pad8(L->f), pending));
+            TRACE(be, PH_GATEUP, PH_DOWN);
             LOP_TRY(mm(be, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), n, GEMV_ACC, be->x, be->dim, L->bd, NULL,
                        0, pending));
+            TRACE(be, PH_DOWN, PH_NORM);
         }
     }
     CK(cudaGetLastError());
@@ -537,9 +605,12 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
 
 /* logits rows [nr][V] at dst for residual rows d_rows (NULL: rows 0..nr-1) */
 static lop_status run_head(lop_backend *be, const int32_t *d_rows, int nr, const float *pending, float *dst) {
+    TRACE(be, PH_NONE, PH_HEAD);
     k_rmsnorm(be->x, pending, be->out_norm, d_rows, nr, be->dim, be->eps, be->xb, be->ld_dim, be->dt, be->stream);
     const float *none = NULL;
-    return mm(be, be->head, be->ld_dim, be->V, be->xb, be->ld_dim, nr, GEMV_STORE, dst, be->V, NULL, NULL, 0, &none);
+    lop_status st = mm(be, be->head, be->ld_dim, be->V, be->xb, be->ld_dim, nr, GEMV_STORE, dst, be->V, NULL, NULL, 0, &none);
+    TRACE(be, PH_HEAD, PH_NONE);
+    return st;
 }
 
 static lop_status check_batch(const lop_backend *be, const lop_batch *b) {
@@ -604,10 +675,12 @@ static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host)
                     CK(cudaMemcpyAsync(host + (size_t)be->h_tiles[r] * V, be->logits + (size_t)r * V, (size_t)V * 4,
                                        cudaMemcpyDeviceToHost, s));
                 CK(cudaStreamSynchronize(s));
+                trace_collect(be);
             }
         }
     }
     CK(cudaStreamSynchronize(s));
+    trace_collect(be);
     return LOP_OK;
 }
 
@@ -619,8 +692,10 @@ static lop_status enqueue_step(lop_backend *be, int n, k_sample_params sp) {
     const float *pending = NULL;
     LOP_TRY(run_layers(be, n, 1, 0, &pending));
     LOP_TRY(run_head(be, NULL, n, pending, be->logits));
+    TRACE(be, PH_NONE, PH_SAMPLE);
     k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, be->d_step, be->stream);
     k_advance(be->d_pos, n, be->d_step, be->stream);
+    TRACE(be, PH_SAMPLE, PH_NONE);
     CK(cudaGetLastError());
     return LOP_OK;
 }
@@ -632,7 +707,9 @@ static lop_status capture(lop_backend *be, int n, k_sample_params sp) {
         be->gexec = NULL;
     }
     CK(cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal));
+    be->capturing = 1;
     lop_status st = enqueue_step(be, n, sp);
+    be->capturing = 0;
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(be->stream, &g);
     if (st != LOP_OK) {
@@ -721,6 +798,10 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
         if (e != cudaSuccess) {
             st = cuda_fail(e, "decode step");
             break;
+        }
+        if (be->trace && !use_graph) {
+            cudaStreamSynchronize(s);
+            trace_collect(be);
         }
         int running = 0;
         for (int q = 0; q < n; q++) {

@@ -117,7 +117,7 @@ extern "C" lop_status lop_cuda_test_linear(float *Y, const float *X, const float
                 finish(&a);
                 return lop_fail(LOP_ERR_ARG, "GEMV path takes at most %d tokens", k_gemv_max_batch());
             }
-            k_gemv(dW, ld, dt, out, dX, ld, n, mode, dY, out, db, dH, ldh, 0);
+            k_gemv(dW, ld, dt, out, dX, ld, n, mode, dY, out, db, dH, ldh, NULL, 0);
         } else {
             cu_gemm g;
             void *ws = dalloc(&a, 32u << 20);
@@ -240,6 +240,8 @@ extern "C" lop_status lop_cuda_test_attention(float *out, const float *q, const 
     int32_t *dpos = (int32_t *)dcopy(&a, pos, (size_t)n * 4);
     void *dout = dalloc(&a, (size_t)n * ld * 2);
     float *part = (float *)dalloc(&a, (size_t)n * nh * (nsplit > 0 ? nsplit : 1) * (hd + 2) * 4);
+    int *counters = (int *)dalloc(&a, (size_t)n * nh * sizeof(int));
+    if (counters) cudaMemset(counters, 0, (size_t)n * nh * sizeof(int));
     int nt = 0;
     for (int i = 0; i < n; i++)
         if (i == 0 || pos[i] <= pos[i - 1] || i - tiles[nt - 1] >= LOP_ATTN_TILE) tiles[nt++] = i;
@@ -248,7 +250,11 @@ extern "C" lop_status lop_cuda_test_attention(float *out, const float *q, const 
     free(tiles);
     if (a.err == cudaSuccess) {
         if (kernel == 0)
-            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, nsplit > 0 ? nsplit : 1, part, dout, ld, dt, 0);
+        {
+            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, nsplit > 0 ? nsplit : 1, part, counters, dout, ld, dt, 0);
+            /* twice: the combine counters must have been left at zero */
+            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, nsplit > 0 ? nsplit : 1, part, counters, dout, ld, dt, 0);
+        }
         else
             k_attn_prefill(dq, kc, vc, dseq, dpos, dtiles, nt, n, nh, nkv, hd, ctx, dout, ld, dt, 0);
     }

@@ -2,8 +2,9 @@
  * Why two kernels: decode has one query per sequence, so the work is a stream over the cache that
  * must run at memory bandwidth and be spread over enough blocks — one block per (token, KV head,
  * KV chunk), all query heads of the group sharing each K/V row read, 4 warps × 4 keys of loads in
- * flight, chunks combined by a second small kernel (split-K over the KV length for long contexts,
- * fixed by max_seq so a captured CUDA graph stays valid as the context grows). Prefill has many
+ * flight, chunks combined by the last block of each group to finish (split-K over the KV length for
+ * long contexts, fixed by max_seq so a captured CUDA graph stays valid as the context grows; no
+ * second kernel launch). Prefill has many
  * queries per sequence, so K/V tiles are staged once in shared memory and reused by a tile of 32
  * queries (flash-attention style online softmax, scores never leave the SM); this is the general
  * path: any ragged batch can be cut into such tiles.
@@ -22,9 +23,12 @@ template <typename T, int NP>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
-                       int chunk, float *part, T *out, int ld_out) {
+                       int chunk, float *part, int *counters, T *out, int ld_out) {
     __shared__ float s_m[DEC_WARPS][DEC_GMAX], s_l[DEC_WARPS][DEC_GMAX];
     __shared__ float s_acc[DEC_WARPS][DEC_GMAX][64 * NP];
+    __shared__ int s_last;
+    pdl_trigger();
+    pdl_wait();
     const int i = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     const int g = blockIdx.y / n_gc, gc = blockIdx.y - g * n_gc;
@@ -127,28 +131,37 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             if (d == 0) pp[hd] = M, pp[hd + 1] = L;
         }
     }
-    if (nsplit == 1 && blockIdx.y == 0)
-        for (int c = nh * hd + threadIdx.x; c < ld_out; c += blockDim.x) out[(int64_t)i * ld_out + c] = elt<T>::from_f(0.f);
-}
-
-template <typename T>
-__global__ void attn_combine_kernel(const float *part, int nh, int hd, int nsplit, T *out, int ld_out) {
-    const int i = blockIdx.x, h = blockIdx.y;
-    const float *base = part + ((int64_t)i * nh + h) * nsplit * (hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < nsplit; s++) M = fmaxf(M, base[s * (hd + 2) + hd]);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float A = 0.f, L = 0.f;
-        for (int s = 0; s < nsplit; s++) {
-            const float *pp = base + s * (hd + 2);
-            if (pp[hd] == -INFINITY) continue;
-            float e = expf(pp[hd] - M);
-            A += e * pp[d];
-            L += e * pp[hd + 1];
+    if (nsplit > 1) {
+        /* the last block of this (token, head group) to finish combines the chunks */
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int *cnt = counters + (int64_t)i * gridDim.y + blockIdx.y;
+            int prev = atomicAdd(cnt, 1);
+            s_last = prev == nsplit - 1;
+            if (s_last) *cnt = 0; /* ready for the next launch */
         }
-        out[(int64_t)i * ld_out + h * hd + d] = elt<T>::from_f(A / L);
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        for (int t = threadIdx.x; t < ng * hd; t += blockDim.x) {
+            int h = t / hd, d = t - h * hd;
+            const float *base = part + ((int64_t)i * nh + h0 + h) * nsplit * (hd + 2);
+            float M = -INFINITY;
+            for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(base + sp * (hd + 2) + hd));
+            float A = 0.f, L = 0.f;
+            for (int sp = 0; sp < nsplit; sp++) {
+                const float *pp = base + sp * (hd + 2);
+                float ms = __ldcg(pp + hd);
+                if (ms == -INFINITY) continue;
+                float e = expf(ms - M);
+                A += e * __ldcg(pp + d);
+                L += e * __ldcg(pp + hd + 1);
+            }
+            out[(int64_t)i * ld_out + (h0 + h) * hd + d] = elt<T>::from_f(A / L);
+        }
     }
-    if (h == 0)
+    if (blockIdx.y == 0)
         for (int c = nh * hd + threadIdx.x; c < ld_out; c += blockDim.x) out[(int64_t)i * ld_out + c] = elt<T>::from_f(0.f);
 }
 
@@ -163,26 +176,28 @@ int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
 
 template <typename T>
 static void launch_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
-                          int n, int nh, int nkv, int hd, int max_seq, int nsplit, float *part, T *out, int ld_out,
-                          cudaStream_t s) {
+                          int n, int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, T *out,
+                          int ld_out, cudaStream_t s) {
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     int chunk = lop_cdiv(max_seq, nsplit);
     dim3 grid(n, nkv * n_gc, nsplit), block(DEC_WARPS * 32);
     int np = (hd + 63) / 64;
     switch (np) {
-    case 1: attn_decode_kernel<T, 1><<<grid, block, 0, s>>>(q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, out, ld_out); break;
-    case 2: attn_decode_kernel<T, 2><<<grid, block, 0, s>>>(q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, out, ld_out); break;
-    case 3: attn_decode_kernel<T, 3><<<grid, block, 0, s>>>(q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, out, ld_out); break;
-    default: attn_decode_kernel<T, 4><<<grid, block, 0, s>>>(q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, out, ld_out); break;
+#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, counters, out, ld_out
+    case 1: launch_k(attn_decode_kernel<T, 1>, DEC_ARGS); break;
+    case 2: launch_k(attn_decode_kernel<T, 2>, DEC_ARGS); break;
+    case 3: launch_k(attn_decode_kernel<T, 3>, DEC_ARGS); break;
+    default: launch_k(attn_decode_kernel<T, 4>, DEC_ARGS); break;
+#undef DEC_ARGS
     }
-    if (nsplit > 1) attn_combine_kernel<T><<<dim3(n, nh), 128, 0, s>>>(part, nh, hd, nsplit, out, ld_out);
 }
 
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,
-                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, void *out, int ld_out, lop_dtype dt,
-                   cudaStream_t s) {
+                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, void *out, int ld_out,
+                   lop_dtype dt, cudaStream_t s) {
     if (n <= 0) return;
-    LOP_DISPATCH_T(dt, launch_decode<T>(q, kc, vc, seq, pos, n, nh, nkv, hd, max_seq, nsplit, part, (T *)out, ld_out, s));
+    LOP_DISPATCH_T(dt, launch_decode<T>(q, kc, vc, seq, pos, n, nh, nkv, hd, max_seq, nsplit, part, counters, (T *)out,
+                                        ld_out, s));
 }
 
 /* ---- prefill ----------------------------------------------------------------------------- */
@@ -208,6 +223,8 @@ __global__ void __launch_bounds__(PF_THREADS)
     float *sP = sV + PF_K * hd;                    /* [PF_Q][PF_K] */
     float *sM = sP + PF_Q * PF_K, *sL = sM + PF_Q, *sA = sL + PF_Q;
     int *sPos = reinterpret_cast<int *>(sA + PF_Q);
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = h / (nh / nkv);
     const int i0 = tile_start[t], nq = tile_start[t + 1] - i0;

@@ -9,6 +9,14 @@
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
+#include <stdlib.h>
+
+int lop_cuda_pdl(void) {
+    static int on = -1;
+    if (on < 0) on = getenv("LOP_CUDA_NO_PDL") ? 0 : 1;
+    return on;
+}
+
 /* ---- weights ------------------------------------------------------------------------------- */
 __device__ __forceinline__ float load_any(const void *p, lop_dtype dt, int64_t i) {
     if (dt == LOP_F32) return ((const float *)p)[i];
@@ -71,6 +79,8 @@ void k_synth_fill(void *dst, lop_dtype ddt, int64_t rows, int64_t cols, int64_t 
 
 /* ---- embedding ----------------------------------------------------------------------------- */
 template <typename T> __global__ void embed_kernel(const T *emb, int ld, const int32_t *tok, int dim, float *x) {
+    pdl_trigger();
+    pdl_wait();
     int i = blockIdx.x;
     const T *row = emb + (int64_t)tok[i] * ld;
     for (int d = threadIdx.x; d < dim; d += blockDim.x) x[(int64_t)i * dim + d] = elt<T>::to_f(row[d]);
@@ -78,7 +88,7 @@ template <typename T> __global__ void embed_kernel(const T *emb, int ld, const i
 
 void k_embed(const void *emb, int ld_emb, lop_dtype dt, const int32_t *tok, int n, int dim, float *x, cudaStream_t s) {
     if (n <= 0) return;
-    LOP_DISPATCH_T(dt, embed_kernel<T><<<n, 256, 0, s>>>((const T *)emb, ld_emb, tok, dim, x));
+    LOP_DISPATCH_T(dt, launch_k(embed_kernel<T>, n, 256, 0, s, (const T *)emb, ld_emb, tok, dim, x));
 }
 
 /* ---- RMSNorm ------------------------------------------------------------------------------- */
@@ -97,6 +107,8 @@ template <typename T>
 __global__ void rmsnorm_kernel(float *x, const float *bias, const float *w, const int32_t *rows, int dim, float eps,
                                T *out, int ld_out) {
     __shared__ double sh[32];
+    pdl_trigger();
+    pdl_wait();
     int r = blockIdx.x;
     int src = rows ? rows[r] : r;
     float *xr = x + (int64_t)src * dim;
@@ -128,19 +140,21 @@ void k_rmsnorm(float *x, const float *bias, const float *w, const int32_t *rows,
                int ld_out, lop_dtype dt, cudaStream_t s) {
     if (n <= 0) return;
     int th = dim >= 2048 ? 512 : 256;
-    LOP_DISPATCH_T(dt, rmsnorm_kernel<T><<<n, th, 0, s>>>(x, bias, w, rows, dim, eps, (T *)out, ld_out));
+    LOP_DISPATCH_T(dt, launch_k(rmsnorm_kernel<T>, n, th, 0, s, x, bias, w, rows, dim, eps, (T *)out, ld_out));
 }
 
 /* ---- RoPE + KV cache ----------------------------------------------------------------------- */
 __global__ void rope_cache_kernel(const float *qkv, int ld_qkv, const float *b, const int32_t *seq, const int32_t *pos,
                                   int nh, int nkv, int hd, const float *inv_freq, float *q_out, __half *kc, __half *vc,
                                   int max_seq) {
+    pdl_trigger();
+    pdl_wait();
     int i = blockIdx.x, half = hd / 2, qd = nh * hd, kvd = nkv * hd;
     const float *row = qkv + (int64_t)i * ld_qkv;
     int p = pos[i];
     int64_t slot = seq[i];
     int n_rot = (nh + nkv) * half;
-    for (int it = threadIdx.x; it < n_rot + kvd; it += blockDim.x) {
+    for (int it = blockIdx.y * blockDim.x + threadIdx.x; it < n_rot + kvd; it += gridDim.y * blockDim.x) {
         if (it < n_rot) {
             int hh = it / half, j = it - hh * half;
             int c0 = hh * hd + j; /* q heads first, then k heads (columns qd + g*hd) */
@@ -171,12 +185,16 @@ void k_rope_cache(const float *qkv, int ld_qkv, const float *bqkv, int n, const 
                   int nh, int nkv, int hd, const float *inv_freq, float *q_out, __half *kc, __half *vc, int max_seq,
                   cudaStream_t s) {
     if (n <= 0) return;
-    rope_cache_kernel<<<n, 256, 0, s>>>(qkv, ld_qkv, bqkv, seq, pos, nh, nkv, hd, inv_freq, q_out, kc, vc, max_seq);
+    int items = (nh + nkv) * (hd / 2) + nkv * hd;
+    dim3 grid(n, lop_cdiv(items, 128));
+    launch_k(rope_cache_kernel, grid, 128, 0, s, qkv, ld_qkv, bqkv, seq, pos, nh, nkv, hd, inv_freq, q_out, kc, vc, max_seq);
 }
 
 /* ---- SwiGLU -------------------------------------------------------------------------------- */
 template <typename T>
 __global__ void swiglu_kernel(const float *gu, int ld_gu, const float *b, int n, int f, T *h, int ld_h) {
+    pdl_trigger();
+    pdl_wait();
     int64_t total = (int64_t)n * ld_h;
     for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
         int64_t i = k / ld_h;

@@ -1,11 +1,15 @@
 /* Skinny GEMM for small batch (1..8 tokens): Y = X · W^T with W [rows][ldw] in fp16/bf16.
  * Why hand-written: at batch 1-8 a decode step is a pass over every weight once, so the only thing
  * that matters is streaming W at full bandwidth. Each warp owns one output row (two for the fused
- * SwiGLU: the gate row j and the up row f+j), reads it with 16-byte loads, four loads in flight per
- * lane, and keeps the 1..8 token dot products in registers; X (a few KB) comes through L1. Rows are
- * zero-padded to a multiple of 8 elements at upload, so any width (e.g. 7155) has no scalar tail,
- * and every row starts 16-byte aligned. Epilogues fuse what follows the product at small batch:
- * residual add (+bias) into the fp32 stream, or SwiGLU (+biases) writing the FFN's hidden row. */
+ * epilogues that need a pair: SwiGLU's gate row j and up row f+j, RoPE's rows j and j+hd/2 of a
+ * head), reads it with 16-byte loads, four loads in flight per lane, and keeps the 1..8 token dot
+ * products in registers; X (a few KB) comes through L1. Rows are zero-padded to a multiple of 8
+ * elements at upload, so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte
+ * aligned. Epilogues fuse what follows the product at small batch: residual add (+bias) into the
+ * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
+ * cache. Launched with programmatic dependent launch: a warp prefetches the head of its weight
+ * row into L2 before waiting for the previous kernel, so the weight stream starts while the small
+ * kernels before it finish. */
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
@@ -16,22 +20,46 @@
 template <typename T, int NB, int MODE>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
-                const float *__restrict__ bias, T *H, int ldh) {
+                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra) {
+    pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r = blockIdx.x * GEMV_WARPS + warp;
+    const int item = blockIdx.x * GEMV_WARPS + warp;
+    int r0 = item, r1 = item, pair = MODE == GEMV_SWIGLU;
     const int f = rows / 2;
+    int hh = 0, j = 0, half = ra.hd / 2;
     if (MODE == GEMV_SWIGLU) {
-        if (r >= lop_pad8(f)) return;
-        if (r >= f) {
-            if (lane < NB) H[(int64_t)lane * ldh + r] = elt<T>::from_f(0.0f);
+        if (item >= lop_pad8(f)) return;
+        if (item >= f) {
+            pdl_wait();
+            if (lane < NB) H[(int64_t)lane * ldh + item] = elt<T>::from_f(0.0f);
             return;
         }
-    } else if (r >= rows) {
+        r1 = item + f;
+    } else if (MODE == GEMV_ROPE) {
+        /* items: (nh + nkv) heads x hd/2 rotation pairs, then the v rows */
+        const int n_pairs = (ra.nh + ra.nkv) * half, kvd = ra.nkv * ra.hd;
+        if (item >= n_pairs + kvd) return;
+        if (item < n_pairs) {
+            hh = item / half;
+            j = item - hh * half;
+            r0 = hh * ra.hd + j;
+            r1 = r0 + half;
+            pair = 1;
+        } else {
+            r0 = r1 = ra.nh * ra.hd + kvd + (item - n_pairs);
+        }
+    } else if (item >= rows) {
         return;
     }
     const int nchunk = ldw >> 3;
-    const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r * ldw);
-    const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)(MODE == GEMV_SWIGLU ? r + f : r) * ldw);
+    const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r0 * ldw);
+    const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)r1 * ldw);
+    /* weights do not depend on the previous kernel: start pulling the first 2 KB of the row(s) */
+    if (lane < 16 && lane * 8 < nchunk) {
+        prefetch_l2(w0 + lane * 8);
+        if (pair) prefetch_l2(w1 + lane * 8);
+    }
+    pdl_wait();
     float acc0[NB], acc1[NB];
 #pragma unroll
     for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
@@ -43,7 +71,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             int c = c0 + 32 * u;
             if (c < nchunk) {
                 a[u] = __ldcs(w0 + c);
-                if (MODE == GEMV_SWIGLU) g[u] = __ldcs(w1 + c);
+                if (pair) g[u] = __ldcs(w1 + c);
             }
         }
 #pragma unroll
@@ -52,7 +80,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             if (c < nchunk) {
                 float wf[8], wg[8];
                 load8<T>(a[u], wf);
-                if (MODE == GEMV_SWIGLU) load8<T>(g[u], wg);
+                if (pair) load8<T>(g[u], wg);
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
                     uint4 xv = __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
@@ -61,7 +89,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
                     for (int e = 0; e < 8; e++) {
                         acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
-                        if (MODE == GEMV_SWIGLU) acc1[b] = fmaf(wg[e], xf[e], acc1[b]);
+                        if (pair) acc1[b] = fmaf(wg[e], xf[e], acc1[b]);
                     }
                 }
             }
@@ -70,19 +98,41 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
     for (int b = 0; b < NB; b++) {
         acc0[b] = warp_sum(acc0[b]);
-        if (MODE == GEMV_SWIGLU) acc1[b] = warp_sum(acc1[b]);
+        if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
     }
 #pragma unroll
     for (int b = 0; b < NB; b++) {
         if (lane != b) continue;
         if (MODE == GEMV_STORE) {
-            Y[(int64_t)b * ldy + r] = acc0[b];
+            Y[(int64_t)b * ldy + r0] = acc0[b];
         } else if (MODE == GEMV_ACC) {
-            Y[(int64_t)b * ldy + r] += acc0[b] + (bias ? bias[r] : 0.0f);
-        } else {
+            Y[(int64_t)b * ldy + r0] += acc0[b] + (bias ? bias[r0] : 0.0f);
+        } else if (MODE == GEMV_SWIGLU) {
             float gv = acc0[b], uv = acc1[b];
-            if (bias) gv += bias[r], uv += bias[f + r];
-            H[(int64_t)b * ldh + r] = elt<T>::from_f(gv / (1.0f + expf(-gv)) * uv);
+            if (bias) gv += bias[r0], uv += bias[r1];
+            H[(int64_t)b * ldh + r0] = elt<T>::from_f(gv / (1.0f + expf(-gv)) * uv);
+        } else {
+            /* as rope_cache_kernel: bias, rotate-half RoPE at pos, q (fp32) or the K/V cache (fp16) */
+            const int p = ra.pos[b], qd = ra.nh * ra.hd;
+            const int64_t slot = ra.seq[b];
+            float x0 = acc0[b], x1 = acc1[b];
+            if (ra.b) x0 += ra.b[r0], x1 += ra.b[r1];
+            if (pair) {
+                float a = (float)p * ra.inv_freq[j], sn, cs;
+                sincosf(a, &sn, &cs);
+                float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+                if (hh < ra.nh) {
+                    ra.q[(int64_t)b * qd + r0] = y0;
+                    ra.q[(int64_t)b * qd + r1] = y1;
+                } else {
+                    __half *kr = ra.kc + ((slot * ra.nkv + (hh - ra.nh)) * ra.max_seq + p) * ra.hd;
+                    kr[j] = __float2half_rn(y0);
+                    kr[j + half] = __float2half_rn(y1);
+                }
+            } else {
+                int c = r0 - qd - ra.nkv * ra.hd, g2 = c / ra.hd, d = c - g2 * ra.hd;
+                ra.vc[((slot * ra.nkv + g2) * ra.max_seq + p) * ra.hd + d] = __float2half_rn(x0);
+            }
         }
     }
 }
@@ -91,12 +141,14 @@ int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 
 template <typename T, int MODE>
 static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
-                        const float *bias, T *H, int ldh, cudaStream_t s) {
-    int out_rows = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2) : rows;
-    dim3 grid(lop_cdiv(out_rows, GEMV_WARPS)), block(GEMV_WARPS * 32);
+                        const float *bias, T *H, int ldh, const k_rope_args &ra, cudaStream_t s) {
+    int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
+              : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
+                                    : rows;
+    dim3 grid(lop_cdiv(items, GEMV_WARPS)), block(GEMV_WARPS * 32);
     switch (nb) {
-#define CASE(N) \
-    case N: gemv_kernel<T, N, MODE><<<grid, block, 0, s>>>(W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh); break;
+#define CASE(N)                                                                                     \
+    case N: launch_k(gemv_kernel<T, N, MODE>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra); break;
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: break;
@@ -104,12 +156,15 @@ static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int 
 }
 
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
-            const float *bias, void *H, int ldh, cudaStream_t s) {
+            const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s) {
     if (nb <= 0 || rows <= 0) return;
+    k_rope_args ra = {};
+    if (rope) ra = *rope;
     LOP_DISPATCH_T(dt, {
         const T *w = (const T *)W, *x = (const T *)X;
-        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, s);
-        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, s);
-        else launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, s);
+        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
+        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
+        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
+        else launch_mode<T, GEMV_ROPE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
     });
 }

@@ -2,13 +2,17 @@
  * sampler) and temperature → top-k → top-p (HF's order), one block per sequence.
  * Why on the GPU: decode then needs no logits copy and no host decision per token, so a whole
  * decode step (forward + sampling + position update) is one CUDA graph replay.
- * How: no sort. Keys k_i = logit_i / T map to order-preserving uint32; the top-k threshold is the
- * k-th largest key found by a 4-pass radix select (8 bits a pass, histograms in shared memory);
- * probabilities exp(k_i - max) are held as 40-bit fixed point so every sum is exact integer
- * arithmetic (runs are bit-reproducible, no float atomics); the top-p threshold is found by the
- * same radix walk over probability mass; the draw walks the kept tokens in index order. Tokens
- * tied with a threshold are all kept. The distribution equals the CPU sampler's; the draws differ
- * because the CPU walks candidates in sorted order. */
+ * How: no full sort. Keys k_i = logit_i / T map to order-preserving uint32; the top-k threshold is
+ * the k-th largest key found by a 4-pass radix select (8 bits a pass, histograms in shared memory).
+ * With top-k <= 1024 (the benchmark's 50) the survivors are compacted into shared memory and
+ * bitonic-sorted (logit descending, index ascending: the CPU sampler's order), and top-p and the
+ * draw walk that sorted list like the CPU does. Otherwise (no top-k, or huge k) the top-p threshold
+ * is found by the same radix walk over probability mass and the draw walks the kept tokens in index
+ * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
+ * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
+ * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double). */
+#include <limits.h>
+
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
@@ -59,6 +63,12 @@ __global__ void __launch_bounds__(SMP_THREADS)
     __shared__ int s_i[32];
     __shared__ uint32_t s_sel;
     __shared__ unsigned long long s_sel64;
+    __shared__ float s_ck[SMP_THREADS];
+    __shared__ int s_ci[SMP_THREADS];
+    __shared__ unsigned long long s_cum[SMP_THREADS];
+    __shared__ int s_n;
+    pdl_trigger();
+    pdl_wait();
     const int sq = blockIdx.x, tid = threadIdx.x;
     const float *row = logits + (int64_t)sq * V;
     int result = -1;
@@ -121,8 +131,79 @@ __global__ void __launch_bounds__(SMP_THREADS)
             }
             thr = prefix;
         }
+        int sorted_done = 0;
+        if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
+            /* compact the survivors, sort them like the CPU sampler, walk the list */
+            if (tid == 0) s_n = 0;
+            __syncthreads();
+            for (int i = tid; i < V; i += SMP_THREADS) {
+                float k = row[i] / T;
+                if (okey(k) >= thr) {
+                    int at = atomicAdd(&s_n, 1);
+                    if (at < SMP_THREADS) s_ck[at] = k, s_ci[at] = i;
+                }
+            }
+            __syncthreads();
+            const int m = s_n;
+            if (m <= SMP_THREADS) {
+                if (tid >= m) s_ck[tid] = -INFINITY, s_ci[tid] = INT_MAX;
+                __syncthreads();
+                for (int k2 = 2; k2 <= SMP_THREADS; k2 <<= 1)
+                    for (int jj = k2 >> 1; jj > 0; jj >>= 1) {
+                        int o = tid ^ jj;
+                        if (o > tid) {
+                            float a = s_ck[tid], b = s_ck[o];
+                            int ia = s_ci[tid], ib = s_ci[o];
+                            bool a_first = a > b || (a == b && ia < ib);
+                            bool up = (tid & k2) == 0;
+                            if (up ? !a_first : a_first) {
+                                s_ck[tid] = b, s_ck[o] = a;
+                                s_ci[tid] = ib, s_ci[o] = ia;
+                            }
+                        }
+                        __syncthreads();
+                    }
+                unsigned long long q = tid < m ? (unsigned long long)(expf(s_ck[tid] - s_ck[0]) * SMP_ONE) : 0ull;
+                unsigned long long incl = q;
+                const int lane = tid & 31, w = tid >> 5;
+                for (int o = 1; o < 32; o <<= 1) {
+                    unsigned long long v = __shfl_up_sync(0xffffffffu, incl, o);
+                    if (lane >= o) incl += v;
+                }
+                if (lane == 31) s_u64[w] = incl;
+                __syncthreads();
+                for (int k = 0; k < w; k++) incl += s_u64[k];
+                s_cum[tid] = incl;
+                if (tid == 0) s_n = m;
+                __syncthreads();
+                int keep = m;
+                if (p.top_p > 0.f && p.top_p < 1.f) {
+                    double target = (double)p.top_p * (double)s_cum[m - 1];
+                    if (tid < m && (double)s_cum[tid] >= target && (tid == 0 || (double)s_cum[tid - 1] < target)) s_n = tid + 1;
+                    __syncthreads();
+                    keep = s_n;
+                }
+                if (tid == 0) {
+                    unsigned long long total = s_cum[keep - 1];
+                    uint64_t st = d_splitmix(rng[sq]);
+                    rng[sq] = st;
+                    double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+                    unsigned long long r = (unsigned long long)(u * (double)total);
+                    if (total == 0) r = 0;
+                    else if (r >= total) r = total - 1;
+                    s_sel64 = r;
+                    s_sel = (uint32_t)s_ci[0];
+                }
+                __syncthreads();
+                unsigned long long r = s_sel64;
+                if (tid < keep && s_cum[tid] > r && (tid == 0 || s_cum[tid - 1] <= r)) s_sel = (uint32_t)s_ci[tid];
+                __syncthreads();
+                if (tid == 0) result = (int)s_sel;
+                sorted_done = 1;
+            }
+        }
         /* top-p threshold over the fixed-point mass of the top-k set */
-        if (p.top_p > 0.f && p.top_p < 1.f) {
+        if (!sorted_done && p.top_p > 0.f && p.top_p < 1.f) {
             unsigned long long z = 0;
             for (int i = tid; i < V; i += SMP_THREADS) {
                 float k = row[i] / T;
@@ -162,6 +243,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
             if (prefix > thr) thr = prefix;
         }
         /* draw: walk the kept tokens in index order */
+        if (!sorted_done) {
         const int per = (V + SMP_THREADS - 1) / SMP_THREADS;
         const int i0 = tid * per, i1 = min(V, i0 + per);
         unsigned long long local = 0;
@@ -211,6 +293,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
         }
         __syncthreads();
         if (tid == 0) result = s_sel == 0xffffffffu ? 0 : (int)s_sel;
+        }
     }
     if (tid == 0) {
         tok[sq] = result;
@@ -221,12 +304,14 @@ __global__ void __launch_bounds__(SMP_THREADS)
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
               const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
-    sample_kernel<<<n, SMP_THREADS, 0, s>>>(logits, V, n, p, rng, tok, hist, step);
+    launch_k(sample_kernel, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
 __global__ void advance_kernel(int32_t *pos, int n, int32_t *step) {
+    pdl_trigger();
+    pdl_wait();
     for (int i = threadIdx.x; i < n; i += blockDim.x) pos[i] += 1;
     if (threadIdx.x == 0 && step) *step += 1;
 }
 
-void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s) { advance_kernel<<<1, 256, 0, s>>>(pos, n, step); }
+void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s) { launch_k(advance_kernel, 1, 256, 0, s, pos, n, step); }

@@ -39,24 +39,36 @@ void k_rope_cache(const float *qkv, int ld_qkv, const float *bqkv, int n, const 
 void k_swiglu(const float *gu, int ld_gu, const float *bgu, int n, int f, void *h, int ld_h, lop_dtype dt, cudaStream_t s);
 
 /* ---- matrix-vector (small batch) ---- */
-enum { GEMV_STORE = 0, GEMV_ACC = 1, GEMV_SWIGLU = 2 };
+enum { GEMV_STORE = 0, GEMV_ACC = 1, GEMV_SWIGLU = 2, GEMV_ROPE = 3 };
+/* what GEMV_ROPE needs to finish the q/k/v product as k_rope_cache does */
+typedef struct k_rope_args {
+    const float *b; /* q|k|v bias or NULL */
+    const int32_t *seq, *pos;
+    const float *inv_freq;
+    int nh, nkv, hd, max_seq;
+    float *q;
+    __half *kc, *vc;
+} k_rope_args;
 /* W [rows][ldw] (dt), X [nb][ldx] (dt, ldx >= ldw, same zero padding), nb in 1..8.
  *   GEMV_STORE:  Y[b][r] = W[r]·X[b]                                        (r < rows)
  *   GEMV_ACC:    Y[b][r] += W[r]·X[b] + bias[r]   (bias may be NULL)          (r < rows)
  *   GEMV_SWIGLU: rows = 2f (gate rows then up rows); H[b][j] = silu(g + bg[j]) * (u + bu[j]) in dt
- *                with g = W[j]·X[b], u = W[f+j]·X[b], bias = [bg | bu] or NULL; j in [f, pad8(f)) -> 0 */
+ *                with g = W[j]·X[b], u = W[f+j]·X[b], bias = [bg | bu] or NULL; j in [f, pad8(f)) -> 0
+ *   GEMV_ROPE:   W = [wq | wk | wv] rows; the products go through bias and RoPE into rope->q and the
+ *                K/V cache exactly as k_rope_cache does (Y unused). */
 int k_gemv_max_batch(void);
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
-            const float *bias, void *H, int ldh, cudaStream_t s);
+            const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into nsplit chunks of
- * chunk = ceil(max_seq / nsplit) keys; part needs n*nh*nsplit*(hd+2) floats when nsplit > 1.
+ * chunk = ceil(max_seq / nsplit) keys; part needs n*nh*nsplit*(hd+2) floats and counters n*nh
+ * zero-initialised ints when nsplit > 1 (the last block of each group combines and re-zeroes).
  * out [n][ld_out] in dt (head h at columns h*hd..), pad columns zeroed. */
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm);
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,
-                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, void *out, int ld_out, lop_dtype dt,
-                   cudaStream_t s);
+                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, void *out, int ld_out,
+                   lop_dtype dt, cudaStream_t s);
 /* Prefill-style (flash-attention tiles): tiles of consecutive tokens of one sequence with increasing
  * positions; tile t is tokens [tile_start[t], tile_start[t+1]) (at most LOP_ATTN_TILE of them). */
 #define LOP_ATTN_TILE 32
