@@ -41,9 +41,15 @@ run() { # name spec batch L extra...
     plan=$(echo "$out" | sed -n 's/^plan:.* = \([0-9.]*\) GiB.*/\1/p')
     echo "$name,$spec,$b,$L,$ms,$tps,$gbs,$pct,$pre,$plan" >> "$csv"
 }
+# GEMV loop variants (k_gemv.cu) and programmatic dependent launch, measured here; the fastest
+# variant is used for everything after (exported as LOP_CUDA_GEMV)
+for v in 0 1 2 3; do LOP_CUDA_GEMV=$v run 7b_b1_gemv$v synth:llama-7b 1 128; done
+best_v=$(awk -F, '$1 ~ /^7b_b1_gemv[0-9]$/ && $6 != "" {print $6, substr($1, 11)}' "$csv" | sort -g | tail -1 | awk '{print $2}')
+export LOP_CUDA_GEMV=${best_v:-0}
+echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
+LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
-LOP_CUDA_NO_PDL=1 run 7b_b1_nopdl synth:llama-7b 1 128
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
 run depth4.9b_b1 synth:llama-7b:layers=23 1 128
 run width4.9b_b1 synth:llama-7b:heads=21@4-29:ffn=7155@4-29 1 128

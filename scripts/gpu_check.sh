@@ -51,6 +51,11 @@ if has test; then
     timeout 180 "$BUILD/tests/test_cuda" > "$OUT/test_cuda.log" 2>&1
     echo "test_cuda exit $?"
     grep -E "error|PASSED|FAILED|SKIPPED|OK \]|^  " "$OUT/test_cuda.log" | grep -v "^\[ RUN" | tail -150
+    # the GEMV loop variants and PDL launches (benchmarked in bench/cuda_decode.sh) pass the same tests
+    for v in 1 2 3; do
+        LOP_CUDA_GEMV=$v timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_GEMV=$v exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
+    done
+    LOP_CUDA_PDL=1 timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_PDL=1 exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
     for t in test_generate test_hf_parity test_ops; do
         timeout 60 "$BUILD/tests/$t" > /tmp/$t.log 2>&1; echo "$t exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/$t.log | tr '\n' ' ')"
     done

@@ -269,9 +269,12 @@ static void check_attention(int nh, int nkv, int hd, int n, const int32_t *pos, 
     for (int i = 0; i < n; i++) lop_cpu_attention(ref + i * qd, q + i * qd, K, V, pos[i] + 1, kvd, nh, nkv, hd, 0, nh, scr);
     OK(lop_cuda_test_attention(out, q, K, V, pos, n, ctx, nh, nkv, hd, kernel, nsplit, dt));
     char what[96];
-    snprintf(what, sizeof what, "attn %s %d/%d hd %d n=%d ctx %d%s%.0d %s", kernel ? "prefill" : "decode", nh, nkv, hd, n,
-             ctx, kernel ? "" : " splits ", kernel ? 0 : nsplit, lop_dtype_name(dt));
-    CHECK_ERR(what, out, ref, (int64_t)n * qd, 2 * tol_out(dt));
+    int tc = kernel == 1 && (hd == 64 || hd == 128);
+    snprintf(what, sizeof what, "attn %s %d/%d hd %d n=%d ctx %d%s%.0d %s",
+             kernel == 0 ? "decode" : tc ? "prefill-tc" : "prefill-fma", nh, nkv, hd, n, ctx, kernel ? "" : " splits ",
+             kernel ? 0 : nsplit, lop_dtype_name(dt));
+    /* tensor cores: q and the probabilities are rounded to fp16 too */
+    CHECK_ERR(what, out, ref, (int64_t)n * qd, tc ? 5e-3 + tol_out(dt) : 2 * tol_out(dt));
     free(q), free(K), free(V), free(out), free(ref), free(scr);
 }
 
@@ -279,6 +282,7 @@ static void test_attention(void **st) {
     (void)st;
     NEED_GPU();
     struct { int nh, nkv, hd; } shapes[] = {{4, 4, 128}, {8, 2, 64}, {6, 3, 8}, {3, 1, 16}, {16, 2, 256}, {2, 2, 6}};
+    /* prefill kernels: tensor cores for head_dim 64 / 128 (kernel 1), fp32 FMA otherwise and on request (2) */
     int32_t dpos[5] = {0, 6, 99, 57, 130}, ppos[200];
     for (int i = 0; i < 200; i++) ppos[i] = i < 70 ? i : 30 + (i - 70); /* 0..69, then a second run 30..159 */
     for (int c = 0; c < 6; c++) {
@@ -290,6 +294,7 @@ static void test_attention(void **st) {
             check_attention(nh, nkv, hd, 5, dpos, 131, 0, 7, dt);
             check_attention(nh, nkv, hd, 70, ppos, 70, 1, 0, dt);
             check_attention(nh, nkv, hd, 200, ppos, 160, 1, 0, dt);
+            if (hd == 64 || hd == 128) check_attention(nh, nkv, hd, 200, ppos, 160, 2, 0, dt); /* the FMA fallback */
         }
     }
     int32_t lpos[2] = {4095, 2000};

@@ -53,11 +53,15 @@ __host__ __device__ static inline int lop_pad8(int x) { return (x + 7) & ~7; }
 /* Programmatic dependent launch (Hopper): a kernel launched with launch_k may start while the
  * previous kernel of the stream finishes; it must call pdl_wait() before touching anything that
  * kernel wrote (weights may be prefetched before). pdl_trigger() lets the next kernel launch early.
- * Both are no-ops when the launch carried no such dependency. Off with LOP_CUDA_NO_PDL=1. */
+ * Both are no-ops when the launch carried no such dependency. On with LOP_CUDA_PDL=1. */
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 int lop_cuda_pdl(void);
+int lop_cuda_gemv_variant(void);
+#ifndef LOP_GEMV_DEFAULT_VARIANT
+#define LOP_GEMV_DEFAULT_VARIANT 0
+#endif
 
 template <typename... KArgs, typename... Args>
 static inline cudaError_t launch_k(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,

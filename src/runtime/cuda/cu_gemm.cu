@@ -1,5 +1,6 @@
 /* cuBLASLt matrix products; see cu_gemm.cuh. Row-major Y[n][m] = X[n][k] · W[m][k]^T is, read
  * column-major, Yc (m×n) = Wc^T (m×k) · Xc (k×n): A = W with op T, B = X with op N. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cuda/cu_gemm.cuh"
@@ -29,7 +30,8 @@ void cu_gemm_free(cu_gemm *g) {
     memset(g, 0, sizeof *g);
 }
 
-static int make_entry(cu_gemm *g, cu_gemm_entry *e) {
+static int make_entry(cu_gemm *g, cu_gemm_entry *e, const void *W, const void *X, float *Y, float beta, cudaStream_t s,
+                      float *scratch, size_t scratch_bytes) {
     cudaDataType_t t = e->dt == LOP_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cublasStatus_t st;
     if ((st = cublasLtMatrixLayoutCreate(&e->a, t, e->k, e->m, e->ldw)) != CUBLAS_STATUS_SUCCESS) return (int)st;
@@ -39,18 +41,47 @@ static int make_entry(cu_gemm *g, cu_gemm_entry *e) {
     if ((st = cublasLtMatmulPreferenceCreate(&pref)) != CUBLAS_STATUS_SUCCESS) return (int)st;
     size_t ws = g->ws_size;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[8];
     int found = 0;
-    st = cublasLtMatmulAlgoGetHeuristic(g->lt, g->desc, e->a, e->b, e->c, e->c, pref, 1, &res, &found);
+    st = cublasLtMatmulAlgoGetHeuristic(g->lt, g->desc, e->a, e->b, e->c, e->c, pref, 8, res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS) return (int)st;
     if (found < 1) return (int)CUBLAS_STATUS_NOT_SUPPORTED;
-    e->algo = res.algo;
+    e->algo = res[0].algo;
+    /* time the candidates (not while a graph is being captured) */
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(s, &cs);
+    float *out = beta == 0.0f ? Y : ((size_t)e->ldy * e->n * sizeof(float) <= scratch_bytes ? scratch : NULL);
+    if (found < 2 || cs != cudaStreamCaptureStatusNone || !out || getenv("LOP_CUDA_NO_GEMM_TUNE")) return 0;
+    cudaEvent_t e0, e1;
+    if (cudaEventCreate(&e0) != cudaSuccess) return 0;
+    if (cudaEventCreate(&e1) != cudaSuccess) {
+        cudaEventDestroy(e0);
+        return 0;
+    }
+    float best = 1e30f, zero = 0.0f, one = 1.0f;
+    for (int i = 0; i < found; i++) {
+        float ms = 0;
+        cublasStatus_t rs = CUBLAS_STATUS_SUCCESS;
+        for (int r = 0; r < 3 && rs == CUBLAS_STATUS_SUCCESS; r++) {
+            if (r == 1) cudaEventRecord(e0, s);
+            rs = cublasLtMatmul(g->lt, g->desc, &one, W, e->a, X, e->b, &zero, out, e->c, out, e->c, &res[i].algo, g->ws,
+                                g->ws_size, s);
+        }
+        cudaEventRecord(e1, s);
+        if (rs != CUBLAS_STATUS_SUCCESS || cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+            continue;
+        if (ms < best) best = ms, e->algo = res[i].algo;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGetLastError();
     return 0;
 }
 
 int cu_gemm_run(cu_gemm *g, lop_dtype dt, const void *W, int ldw, int m, const void *X, int ldx, int n, int k, float *Y,
-                int ldy, float beta, cudaStream_t s) {
+                int ldy, float beta, cudaStream_t s, float *scratch, size_t scratch_bytes) {
     int beta1 = beta != 0.0f;
     cu_gemm_entry *e = NULL, tmp;
     for (int i = 0; i < g->n_cache; i++) {
@@ -66,7 +97,7 @@ int cu_gemm_run(cu_gemm *g, lop_dtype dt, const void *W, int ldw, int m, const v
         e = g->n_cache < CU_GEMM_CACHE ? &g->cache[g->n_cache] : &tmp;
         memset(e, 0, sizeof *e);
         e->m = m, e->n = n, e->k = k, e->ldw = ldw, e->ldx = ldx, e->ldy = ldy, e->beta1 = beta1, e->dt = dt;
-        int rc = make_entry(g, e);
+        int rc = make_entry(g, e, W, X, Y, beta, s, scratch, scratch_bytes);
         if (rc) {
             if (e->a) cublasLtMatrixLayoutDestroy(e->a);
             if (e->b) cublasLtMatrixLayoutDestroy(e->b);

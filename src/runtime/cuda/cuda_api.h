@@ -31,7 +31,8 @@ lop_status lop_cuda_test_rope(float *q_out, float *k_out, float *v_out, const fl
 lop_status lop_cuda_test_swiglu(float *h, const float *gu, const float *bias, int n, int f, lop_dtype dt);
 lop_status lop_cuda_test_embed(float *x, const float *emb, int vocab, int dim, const int32_t *tok, int n, lop_dtype dt);
 /* Attention of n query tokens of one sequence at positions pos[i] over K/V [ctx][nkv*hd]
- * (ctx > every pos); kernel 0 = decode (nsplit splits), 1 = prefill tiles. */
+ * (ctx > every pos); kernel 0 = decode (nsplit splits), 1 = prefill tiles (tensor cores for head_dim
+ * 64 / 128), 2 = prefill tiles on the fp32 FMA kernel. */
 lop_status lop_cuda_test_attention(float *out, const float *q, const float *K, const float *V, const int32_t *pos, int n,
                                    int ctx, int nh, int nkv, int hd, int kernel, int nsplit, lop_dtype dt);
 /* tokens[s] sampled from logits[s][V] with rng states (advanced in place). */

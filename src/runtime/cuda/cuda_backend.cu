@@ -528,10 +528,12 @@ static lop_status mm(lop_backend *be, const void *W, int ldw, int rows, const vo
     int rc;
     if (mode == GEMV_SWIGLU) {
         int ld_gu = lop_pad8(rows);
-        rc = cu_gemm_run(&be->gemm, be->dt, W, ldw, rows, X, ldx, n, ldw, be->big, ld_gu, 0.0f, s);
+        rc = cu_gemm_run(&be->gemm, be->dt, W, ldw, rows, X, ldx, n, ldw, be->big, ld_gu, 0.0f, s, NULL, 0);
         if (!rc) k_swiglu(be->big, ld_gu, bias, n, rows / 2, H, ldh, be->dt, s);
     } else {
-        rc = cu_gemm_run(&be->gemm, be->dt, W, ldw, rows, X, ldx, n, ldw, Y, ldy, mode == GEMV_ACC ? 1.0f : 0.0f, s);
+        /* trial runs of an accumulating product go to the free fp32 scratch (big), never into x */
+        rc = cu_gemm_run(&be->gemm, be->dt, W, ldw, rows, X, ldx, n, ldw, Y, ldy, mode == GEMV_ACC ? 1.0f : 0.0f, s,
+                         Y == be->big ? NULL : be->big, (size_t)be->tok_cap * be->ld_big * sizeof(float));
         if (!rc && mode == GEMV_ACC) *pending = bias;
     }
     if (rc) return lop_fail(LOP_ERR_DEVICE, "cuBLASLt matmul %dx%dx%d failed (status %d)", rows, n, ldw, rc);
@@ -581,7 +583,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                               decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
             else
                 k_attn_prefill(be->q, L->kc, L->vc, be->d_seq, be->d_pos, be->d_tiles, n_tiles, n, L->nh, L->nkv, L->hd,
-                               be->max_seq, be->att, ld_att, be->dt, s);
+                               be->max_seq, be->att, ld_att, be->dt, 0, s);
             CK(cudaGetLastError());
             TRACE(be, PH_ATTN, PH_O);
             LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0, pending));

@@ -125,10 +125,10 @@ extern "C" lop_status lop_cuda_test_linear(float *Y, const float *X, const float
             if (a.err == cudaSuccess && cu_gemm_init(&g, ws, 32u << 20) == 0) {
                 int rc;
                 if (mode == GEMV_SWIGLU) {
-                    rc = cu_gemm_run(&g, dt, dW, ld, out, dX, ld, n, ld, big, lop_pad8(out), 0.f, 0);
+                    rc = cu_gemm_run(&g, dt, dW, ld, out, dX, ld, n, ld, big, lop_pad8(out), 0.f, 0, NULL, 0);
                     k_swiglu(big, lop_pad8(out), db, n, f, dH, ldh, dt, 0);
                 } else {
-                    rc = cu_gemm_run(&g, dt, dW, ld, out, dX, ld, n, ld, dY, out, mode == GEMV_ACC ? 1.f : 0.f, 0);
+                    rc = cu_gemm_run(&g, dt, dW, ld, out, dX, ld, n, ld, dY, out, mode == GEMV_ACC ? 1.f : 0.f, 0, NULL, 0);
                 }
                 cudaDeviceSynchronize();
                 cu_gemm_free(&g);
@@ -256,7 +256,7 @@ extern "C" lop_status lop_cuda_test_attention(float *out, const float *q, const 
             k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, nsplit > 0 ? nsplit : 1, part, counters, dout, ld, dt, 0);
         }
         else
-            k_attn_prefill(dq, kc, vc, dseq, dpos, dtiles, nt, n, nh, nkv, hd, ctx, dout, ld, dt, 0);
+            k_attn_prefill(dq, kc, vc, dseq, dpos, dtiles, nt, n, nh, nkv, hd, ctx, dout, ld, dt, kernel == 2, 0);
     }
     h32(&a, out, dout, n, nh * hd, ld, dt);
     /* padding columns must be zero */

@@ -7,9 +7,13 @@
  * second kernel launch). Prefill has many
  * queries per sequence, so K/V tiles are staged once in shared memory and reused by a tile of 32
  * queries (flash-attention style online softmax, scores never leave the SM); this is the general
- * path: any ragged batch can be cut into such tiles.
+ * path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
+ * run on the tensor cores (mma.sync m16n8k16, fp16 inputs, fp32 accumulation, FlashAttention-2
+ * register layout: the score fragments become the A operand of P·V without leaving registers);
+ * other head sizes, or LOP_CUDA_ATTN_FMA=1, use the fp32 FMA version.
  * Scores use 1/sqrt(head_dim) and expf, accumulate in fp32; K/V are fp16 in the cache. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
@@ -335,6 +339,181 @@ __global__ void __launch_bounds__(PF_THREADS)
             for (int c = nh * hd + tid; c < ld_out; c += PF_THREADS) out[(int64_t)(i0 + r) * ld_out + c] = elt<T>::from_f(0.f);
 }
 
+/* ---- prefill on the tensor cores ------------------------------------------------------------ */
+#define TC_Q LOP_ATTN_TILE /* queries per block: 2 warps x 16 rows */
+#define TC_K 64            /* keys per tile */
+
+__device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_h2(float x, float y) {
+    __half2 h = __floats2half2_rn(x, y);
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+
+static size_t prefill_tc_smem(int hd) {
+    return sizeof(__half) * ((size_t)TC_Q * (hd + 8) + (size_t)TC_K * (hd + 8) + (size_t)hd * (TC_K + 8)) + TC_Q * sizeof(int);
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(64)
+    attn_prefill_tc_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
+                           const int32_t *seq, const int32_t *pos, const int32_t *tile_start, int nh, int nkv, int max_seq,
+                           T *out, int ld_out) {
+    extern __shared__ float4 sm4[];
+    constexpr int LQ = HD + 8, LV = TC_K + 8;
+    __half *sQ = reinterpret_cast<__half *>(sm4); /* [TC_Q][HD + 8] */
+    __half *sK = sQ + TC_Q * LQ;                  /* [TC_K][HD + 8] */
+    __half *sVt = sK + TC_K * LQ;                 /* [HD][TC_K + 8]: V transposed, so B fragments are pairs */
+    int *sPos = reinterpret_cast<int *>(sVt + HD * LV);
+    pdl_trigger();
+    pdl_wait();
+    const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int grp = lane >> 2, tig = lane & 3, c2 = tig * 2;
+    const int g = h / (nh / nkv);
+    const int i0 = tile_start[t], nq = tile_start[t + 1] - i0;
+    const int64_t slot = seq[i0];
+    const int maxpos = pos[i0 + nq - 1];
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int e = tid; e < TC_Q * HD; e += 64) {
+        int r = e / HD, d = e - r * HD;
+        sQ[r * LQ + d] = __float2half_rn(r < nq ? q[((int64_t)(i0 + r) * nh + h) * HD + d] : 0.f);
+    }
+    if (tid < TC_Q) sPos[tid] = tid < nq ? pos[i0 + tid] : -1;
+    __syncthreads();
+    const int r0 = warp * 16 + grp;
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        qa[kk][0] = *reinterpret_cast<const uint32_t *>(sQ + r0 * LQ + kk * 16 + c2);
+        qa[kk][1] = *reinterpret_cast<const uint32_t *>(sQ + (r0 + 8) * LQ + kk * 16 + c2);
+        qa[kk][2] = *reinterpret_cast<const uint32_t *>(sQ + r0 * LQ + kk * 16 + 8 + c2);
+        qa[kk][3] = *reinterpret_cast<const uint32_t *>(sQ + (r0 + 8) * LQ + kk * 16 + 8 + c2);
+    }
+    const int p0 = sPos[r0], p1 = sPos[r0 + 8];
+    float o[HD / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    const __half *Kb = kc + (slot * nkv + g) * (int64_t)max_seq * HD;
+    const __half *Vb = vc + (slot * nkv + g) * (int64_t)max_seq * HD;
+
+    for (int kt = 0; kt <= maxpos; kt += TC_K) {
+        __syncthreads(); /* the previous tile is consumed */
+        for (int e = tid; e < TC_K * HD / 2; e += 64) {
+            int j = e / (HD / 2), d = 2 * (e - j * (HD / 2)), k = kt + j;
+            __half2 kv = __float2half2_rn(0.f), vv = kv;
+            if (k <= maxpos) {
+                kv = *reinterpret_cast<const __half2 *>(Kb + (int64_t)k * HD + d);
+                vv = *reinterpret_cast<const __half2 *>(Vb + (int64_t)k * HD + d);
+            }
+            *reinterpret_cast<__half2 *>(sK + j * LQ + d) = kv;
+            sVt[d * LV + j] = __low2half(vv);
+            sVt[(d + 1) * LV + j] = __high2half(vv);
+        }
+        __syncthreads();
+        /* S = Q K^T for this warp's 16 rows x 64 keys */
+        float sc[TC_K / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < TC_K / 8; nt++) {
+            sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) {
+                const __half *kr = sK + (nt * 8 + grp) * LQ + kk * 16 + c2;
+                mma16816(sc[nt], qa[kk], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
+            }
+        }
+        /* scale, causal mask, online softmax (rows r0 and r0 + 8; 4 lanes share a row) */
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < TC_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int key = kt + nt * 8 + c2 + (e & 1);
+                int pr = e < 2 ? p0 : p1;
+                float v = key <= pr ? sc[nt][e] * scale : -INFINITY;
+                sc[nt][e] = v;
+                if (e < 2) mx0 = fmaxf(mx0, v);
+                else mx1 = fmaxf(mx1, v);
+            }
+#pragma unroll
+        for (int off = 1; off <= 2; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+        }
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float al0 = mn0 == -INFINITY ? 1.f : expf(m0 - mn0), al1 = mn1 == -INFINITY ? 1.f : expf(m1 - mn1);
+        float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < TC_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float mn = e < 2 ? mn0 : mn1, v = sc[nt][e];
+                float pe = v == -INFINITY ? 0.f : expf(v - mn);
+                sc[nt][e] = pe;
+                if (e < 2) sum0 += pe;
+                else sum1 += pe;
+            }
+        l0 = l0 * al0 + sum0; /* per-lane partial sums: reduced across the 4 lanes at the end */
+        l1 = l1 * al1 + sum1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int nd = 0; nd < HD / 8; nd++) {
+            o[nd][0] *= al0, o[nd][1] *= al0;
+            o[nd][2] *= al1, o[nd][3] *= al1;
+        }
+        /* O += P V: the score fragments of key tiles 2j, 2j+1 are the A operand of k-step j */
+#pragma unroll
+        for (int j = 0; j < TC_K / 16; j++) {
+            uint32_t pa[4] = {pack_h2(sc[2 * j][0], sc[2 * j][1]), pack_h2(sc[2 * j][2], sc[2 * j][3]),
+                              pack_h2(sc[2 * j + 1][0], sc[2 * j + 1][1]), pack_h2(sc[2 * j + 1][2], sc[2 * j + 1][3])};
+#pragma unroll
+            for (int nd = 0; nd < HD / 8; nd++) {
+                const __half *vr = sVt + (nd * 8 + grp) * LV + j * 16 + c2;
+                mma16816(o[nd], pa, *reinterpret_cast<const uint32_t *>(vr), *reinterpret_cast<const uint32_t *>(vr + 8));
+            }
+        }
+    }
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {
+        l0 += __shfl_xor_sync(0xffffffffu, l0, off);
+        l1 += __shfl_xor_sync(0xffffffffu, l1, off);
+    }
+#pragma unroll
+    for (int nd = 0; nd < HD / 8; nd++) {
+        int d = h * HD + nd * 8 + c2;
+        if (r0 < nq) {
+            out[(int64_t)(i0 + r0) * ld_out + d] = elt<T>::from_f(o[nd][0] / l0);
+            out[(int64_t)(i0 + r0) * ld_out + d + 1] = elt<T>::from_f(o[nd][1] / l0);
+        }
+        if (r0 + 8 < nq) {
+            out[(int64_t)(i0 + r0 + 8) * ld_out + d] = elt<T>::from_f(o[nd][2] / l1);
+            out[(int64_t)(i0 + r0 + 8) * ld_out + d + 1] = elt<T>::from_f(o[nd][3] / l1);
+        }
+    }
+    if (h == 0)
+        for (int r = 0; r < nq; r++)
+            for (int c = nh * HD + tid; c < ld_out; c += 64) out[(int64_t)(i0 + r) * ld_out + c] = elt<T>::from_f(0.f);
+}
+
+template <typename T, int HD>
+static void launch_prefill_tc(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
+                              const int32_t *tile_start, int n_tiles, int nh, int nkv, int max_seq, T *out, int ld_out,
+                              cudaStream_t s) {
+    static int configured = 0;
+    size_t smem = prefill_tc_smem(HD);
+    if (!configured) {
+        cudaFuncSetAttribute(attn_prefill_tc_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        configured = 1;
+    }
+    launch_k(attn_prefill_tc_kernel<T, HD>, dim3(n_tiles, nh), 64, smem, s, q, kc, vc, seq, pos, tile_start, nh, nkv,
+             max_seq, out, ld_out);
+}
+
 template <typename T, int NS>
 static void launch_prefill(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
                            const int32_t *tile_start, int n_tiles, int nh, int nkv, int hd, int max_seq, T *out,
@@ -351,11 +530,18 @@ static void launch_prefill(const float *q, const __half *kc, const __half *vc, c
 
 void k_attn_prefill(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
                     const int32_t *tile_start, int n_tiles, int n, int nh, int nkv, int hd, int max_seq, void *out,
-                    int ld_out, lop_dtype dt, cudaStream_t s) {
+                    int ld_out, lop_dtype dt, int fma, cudaStream_t s) {
     (void)n;
     if (n_tiles <= 0) return;
+    static int env_fma = -1;
+    if (env_fma < 0) env_fma = getenv("LOP_CUDA_ATTN_FMA") != NULL;
+    int tc = !fma && !env_fma && (hd == 64 || hd == 128);
     LOP_DISPATCH_T(dt, {
-        if (hd <= PF_THREADS)
+        if (tc && hd == 64)
+            launch_prefill_tc<T, 64>(q, kc, vc, seq, pos, tile_start, n_tiles, nh, nkv, max_seq, (T *)out, ld_out, s);
+        else if (tc)
+            launch_prefill_tc<T, 128>(q, kc, vc, seq, pos, tile_start, n_tiles, nh, nkv, max_seq, (T *)out, ld_out, s);
+        else if (hd <= PF_THREADS)
             launch_prefill<T, 1>(q, kc, vc, seq, pos, tile_start, n_tiles, nh, nkv, hd, max_seq, (T *)out, ld_out, s);
         else
             launch_prefill<T, 2>(q, kc, vc, seq, pos, tile_start, n_tiles, nh, nkv, hd, max_seq, (T *)out, ld_out, s);

@@ -11,10 +11,18 @@
 
 #include <stdlib.h>
 
+/* PDL measured slower than plain graph launches on an H200 (bench/cuda/NOTES.md): opt-in. */
 int lop_cuda_pdl(void) {
     static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_NO_PDL") ? 0 : 1;
+    if (on < 0) on = getenv("LOP_CUDA_PDL") && !getenv("LOP_CUDA_TRACE") ? 1 : 0;
     return on;
+}
+
+/* GEMV loop variant for 1-2 tokens (LOP_CUDA_GEMV, see k_gemv.cu); default chosen by measurement */
+int lop_cuda_gemv_variant(void) {
+    static int v = -1;
+    if (v < 0) v = getenv("LOP_CUDA_GEMV") ? atoi(getenv("LOP_CUDA_GEMV")) : LOP_GEMV_DEFAULT_VARIANT;
+    return v;
 }
 
 /* ---- weights ------------------------------------------------------------------------------- */

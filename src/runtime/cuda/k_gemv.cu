@@ -9,15 +9,18 @@
  * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
  * cache. Launched with programmatic dependent launch: a warp prefetches the head of its weight
  * row into L2 before waiting for the previous kernel, so the weight stream starts while the small
- * kernels before it finish. */
+ * kernels before it finish (PDL is opt-in: it measured slower, see bench/cuda/NOTES.md).
+ * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v): 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with
+ * the next 4 loaded before the current ones are consumed (register double buffering); 3 = 8, double
+ * buffered. More bytes in flight per warp shortens the latency chain of a row, which is what bounds
+ * the small (4096 x 4096) matrices of a decode step. */
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
 #define GEMV_WARPS 4
-#define GEMV_UNROLL 4
 #define GEMV_MAX_NB 8
 
-template <typename T, int NB, int MODE>
+template <typename T, int NB, int MODE, int U, int PIPE>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
                 const float *__restrict__ bias, T *H, int ldh, k_rope_args ra) {
@@ -64,23 +67,25 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
     for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
 
-    for (int c0 = lane; c0 < nchunk; c0 += 32 * GEMV_UNROLL) {
-        uint4 a[GEMV_UNROLL], g[GEMV_UNROLL];
+    uint4 a[U], g[U];
+    auto load = [&](int c0) {
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
+        for (int u = 0; u < U; u++) {
             int c = c0 + 32 * u;
             if (c < nchunk) {
                 a[u] = __ldcs(w0 + c);
                 if (pair) g[u] = __ldcs(w1 + c);
             }
         }
+    };
+    auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
+        for (int u = 0; u < U; u++) {
             int c = c0 + 32 * u;
             if (c < nchunk) {
                 float wf[8], wg[8];
-                load8<T>(a[u], wf);
-                if (pair) load8<T>(g[u], wg);
+                load8<T>(aa[u], wf);
+                if (pair) load8<T>(gg[u], wg);
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
                     uint4 xv = __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
@@ -93,6 +98,21 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                     }
                 }
             }
+        }
+    };
+    if (PIPE) {
+        load(lane);
+        for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            uint4 ca[U], cg[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) ca[u] = a[u], cg[u] = g[u];
+            if (c0 + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
+            consume(ca, cg, c0);
+        }
+    } else {
+        for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            load(c0);
+            consume(a, g, c0);
         }
     }
 #pragma unroll
@@ -142,15 +162,25 @@ int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 template <typename T, int MODE>
 static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
                         const float *bias, T *H, int ldh, const k_rope_args &ra, cudaStream_t s) {
+    const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
     int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
               : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
                                     : rows;
     dim3 grid(lop_cdiv(items, GEMV_WARPS)), block(GEMV_WARPS * 32);
     switch (nb) {
-#define CASE(N)                                                                                     \
-    case N: launch_k(gemv_kernel<T, N, MODE>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra); break;
-        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra)
+#define CASE_V(N)                                                                                   \
+    case N:                                                                                        \
+        if (v == 1) GO(N, 8, 0);                                                                   \
+        else if (v == 2) GO(N, 4, 1);                                                              \
+        else if (v == 3) GO(N, 8, 1);                                                              \
+        else GO(N, 4, 0);                                                                          \
+        break;
+#define CASE(N) case N: GO(N, 4, 0); break;
+        CASE_V(1) CASE_V(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
+#undef CASE_V
+#undef GO
     default: break;
     }
 }

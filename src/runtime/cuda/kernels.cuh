@@ -72,9 +72,10 @@ void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int
 /* Prefill-style (flash-attention tiles): tiles of consecutive tokens of one sequence with increasing
  * positions; tile t is tokens [tile_start[t], tile_start[t+1]) (at most LOP_ATTN_TILE of them). */
 #define LOP_ATTN_TILE 32
+/* fma = 1 forces the fp32 FMA kernel (else tensor cores for head_dim 64 / 128) */
 void k_attn_prefill(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
                     const int32_t *tile_start, int n_tiles, int n, int nh, int nkv, int hd, int max_seq, void *out,
-                    int ld_out, lop_dtype dt, cudaStream_t s);
+                    int ld_out, lop_dtype dt, int fma, cudaStream_t s);
 int k_attn_prefill_smem_ok(int hd);
 
 /* ---- sampling ---- */
