@@ -41,13 +41,16 @@ run() { # name spec batch L extra...
     plan=$(echo "$out" | sed -n 's/^plan:.* = \([0-9.]*\) GiB.*/\1/p')
     echo "$name,$spec,$b,$L,$ms,$tps,$gbs,$pct,$pre,$plan" >> "$csv"
 }
-# GEMV loop variants (k_gemv.cu) and programmatic dependent launch, measured here; the fastest
-# variant is used for everything after (exported as LOP_CUDA_GEMV)
-for v in 0 1 2 3; do LOP_CUDA_GEMV=$v run 7b_b1_gemv$v synth:llama-7b 1 128; done
-best_v=$(awk -F, '$1 ~ /^7b_b1_gemv[0-9]$/ && $6 != "" {print $6, substr($1, 11)}' "$csv" | sort -g | tail -1 | awk '{print $2}')
-export LOP_CUDA_GEMV=${best_v:-0}
-echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
-LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
+# GEMV loop variants (k_gemv.cu) and programmatic dependent launch: BENCH_VARIANTS=1 measures them
+# and uses the fastest variant for everything after (exported as LOP_CUDA_GEMV)
+if [ -n "${BENCH_VARIANTS:-}" ]; then
+    for v in 0 1 2 3; do LOP_CUDA_GEMV=$v run 7b_b1_gemv$v synth:llama-7b 1 128; done
+    best_v=$(awk -F, '$1 ~ /^7b_b1_gemv[0-9]$/ && $6 != "" {print $6, substr($1, 11)}' "$csv" | sort -g | tail -1 | awk '{print $2}')
+    export LOP_CUDA_GEMV=${best_v:-0}
+    echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
+    LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
+fi
+LOP_CUDA_NO_FUSED_NORM=1 run 7b_b1_unfused_norm synth:llama-7b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
@@ -72,6 +75,36 @@ echo "== trace: decode 7B batch 1 (no graph), 32 steps"
 LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $ids -n 32 --ignore-eos --no-graphs 2>&1 >/dev/null | grep -E "trace|decode:"
 echo "== trace: prefill 8x512"
 LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos 2>&1 >/dev/null | grep -E "trace|prefill:"
+# kernel durations of one decode step, from the hardware (Nsight Compute), against the step time
+if command -v ncu >/dev/null; then
+    echo "== ncu: one decode step of 7B batch 1 (kernels launched one by one)"
+    timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+        $LOP -q generate synth:llama-7b --device cuda --ids $ids -n 2 --ignore-eos --no-graphs 2>/dev/null > /tmp/ncu.csv
+    python3 - /tmp/ncu.csv <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: sys.exit(print("ncu: no data"))
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+def clean(k):
+    return k[5:] if k.startswith("void ") else k
+ks = [(clean(r[ki]), float(r[vi].replace(",", "")) * (1e-3 if r[ui] == "nsecond" else 1.0 if r[ui] == "usecond" else 1e3)) for r in rows[1:]]
+idx = [i for i, (k, _) in enumerate(ks) if k.startswith("sample_kernel")]
+step = ks[idx[0] + 2: idx[1] + 2] if len(idx) >= 2 else ks
+agg = collections.OrderedDict()
+for k, us in step:
+    name = k.split("(")[0].split("<")[0]
+    try:
+        targs = k.split("<", 1)[1].split(",")
+        key = name + ("<NB " + targs[1].strip() + ", mode " + targs[2].strip() + ">" if name == "gemv_kernel" else "")
+    except IndexError:
+        key = name
+    a = agg.setdefault(key, [0, 0.0]); a[0] += 1; a[1] += us
+tot = sum(v[1] for v in agg.values())
+print(f"ncu: {len(step)} kernels in one decode step, sum of kernel durations {tot:.0f} us")
+for k, (n, us) in sorted(agg.items(), key=lambda x: -x[1][1]):
+    print(f"  {k:40s} {n:4d} launches {us:9.1f} us  ({us / n:6.1f} us each)")
+PY
+fi
 # the issue's ratios
 t1=$(awk -F, '$1=="7b_b1"{print $6}' "$csv"); td=$(awk -F, '$1=="depth4.9b_b1"{print $6}' "$csv"); tw=$(awk -F, '$1=="width4.9b_b1"{print $6}' "$csv")
 [ -n "$t1" ] && [ -n "$td" ] && [ -n "$tw" ] && echo "# speedup depth4.9b/7b $(awk "BEGIN{printf \"%.3f\", $td/$t1}"), width4.9b/7b $(awk "BEGIN{printf \"%.3f\", $tw/$t1}")" >> "$csv"

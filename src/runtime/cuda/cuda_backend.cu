@@ -95,6 +95,7 @@ struct lop_backend {
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
     int *d_counters; /* split-attention combine counters, kept zero between launches */
+    int *d_norm_cnt; /* the fused-norm GEMV's block counter (one int, kept zero) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     void *lt_ws;
@@ -107,7 +108,7 @@ struct lop_backend {
     int g_n;
     k_sample_params g_p;
     /* trace */
-    int trace, n_tr, capturing;
+    int trace, n_tr, capturing, tr_skip;
     cudaEvent_t tr_ev[TRACE_EV];
     int tr_ph[TRACE_EV];
     double tr_ms[N_PH];
@@ -163,6 +164,10 @@ static void trace_mark(lop_backend *be, int next) {
 /* after a stream sync: add the time between consecutive marks to the phase they opened */
 static void trace_collect(lop_backend *be) {
     if (!be->trace) return;
+    if (be->tr_skip-- > 0) { /* the first pass pays one-time costs (module loading, GEMM tuning) */
+        be->n_tr = 0;
+        return;
+    }
     for (int i = 0; i + 1 < be->n_tr; i++) {
         float ms = 0;
         if (cudaEventElapsedTime(&ms, be->tr_ev[i], be->tr_ev[i + 1]) == cudaSuccess) be->tr_ms[be->tr_ph[i]] += ms;
@@ -178,7 +183,7 @@ static void cu_destroy(lop_backend *be) {
         trace_collect(be);
         double tot = 0;
         for (int i = 1; i < N_PH; i++) tot += be->tr_ms[i];
-        fprintf(stderr, "cuda trace (device ms, non-graph passes):");
+        fprintf(stderr, "cuda trace (device ms, non-graph passes after the first):");
         for (int i = 1; i < N_PH; i++)
             if (be->tr_ms[i] > 0) fprintf(stderr, " %s %.2f (%.0f%%)", PH_NAMES[i], be->tr_ms[i], 100 * be->tr_ms[i] / tot);
         fprintf(stderr, "\n");
@@ -297,7 +302,8 @@ static void layout(lop_backend *be) {
     be->att = A(be, T * be->ld_att * es, CAT_ACT, "activations");
     be->h = A(be, T * be->ld_h * es, CAT_ACT, "activations");
     be->part = (float *)A(be, (size_t)be->part_floats * 4, CAT_ACT, "attention splits");
-    be->d_counters = (int *)A(be, T * be->nh_max * sizeof(int), CAT_ACT, "attention splits");
+    be->d_counters = (int *)A(be, (T * be->nh_max + 32) * sizeof(int), CAT_ACT, "attention splits");
+    be->d_norm_cnt = be->d_counters + T * be->nh_max;
     be->logits = (float *)A(be, (size_t)be->logits_cap * be->V * 4, CAT_ACT, "logits");
     be->d_tok = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
@@ -460,7 +466,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         st = be->ast;
     }
     if (st == LOP_OK) {
-        cudaError_t e = cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
+        cudaError_t e = cudaMemset(be->d_counters, 0, ((size_t)be->tok_cap * be->nh_max + 32) * sizeof(int));
         if (e != cudaSuccess) st = cuda_fail(e, "counters");
     }
     if (st == LOP_OK) {
@@ -492,6 +498,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
     if (st == LOP_OK && getenv("LOP_CUDA_TRACE")) {
         for (int i = 0; i < TRACE_EV; i++) cudaEventCreate(&be->tr_ev[i]);
         be->trace = 1;
+        be->tr_skip = 1;
     }
     if (st == LOP_OK) st = upload(be);
     if (st == LOP_OK && be->staging) {
@@ -550,9 +557,33 @@ static int decode_splits(const lop_backend *be, int n, const cu_layer *L) {
 /* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
  * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
  * bias still pending on the residual stream. */
+/* the RMSNorm weight of the first module at or after layer l (NULL past the last layer) */
+static const float *first_norm_from(const lop_backend *be, int l) {
+    for (; l < be->m->cfg.n_layers; l++) {
+        if (be->L[l].nh) return be->L[l].attn_norm;
+        if (be->L[l].f) return be->L[l].ffn_norm;
+    }
+    return NULL;
+}
+
+/* residual product: at small batch the GEMV also writes the next module's normalised input */
+static lop_status mm_acc(lop_backend *be, const void *W, int ldw, const void *X, int n, const float *bias,
+                         const float *next_norm, int *have_xb, const float **pending) {
+    *have_xb = 0;
+    if (n <= k_gemv_max_batch() && next_norm && !getenv("LOP_CUDA_NO_FUSED_NORM")) {
+        k_norm_args na = {next_norm, be->xb, be->ld_dim, be->eps, be->d_norm_cnt};
+        k_gemv_acc_norm(W, ldw, be->dt, be->dim, X, ldw, n, be->x, bias, &na, be->stream);
+        CK(cudaGetLastError());
+        *have_xb = 1;
+        return LOP_OK;
+    }
+    return mm(be, W, ldw, be->dim, X, ldw, n, GEMV_ACC, be->x, be->dim, bias, NULL, 0, pending);
+}
+
 static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
+    int have_xb = 0;
     TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
     TRACE(be, PH_EMBED, PH_NORM);
@@ -561,7 +592,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
         const cu_layer *L = &be->L[l];
         if (L->nh) {
             int ld_att = lop_pad8(L->qd);
-            k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            if (!have_xb) k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_QKV);
             if (n <= k_gemv_max_batch()) {
@@ -586,18 +617,18 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                                be->max_seq, be->att, ld_att, be->dt, 0, s);
             CK(cudaGetLastError());
             TRACE(be, PH_ATTN, PH_O);
-            LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0, pending));
+            LOP_TRY(mm_acc(be, L->wo, ld_att, be->att, n, L->bo, L->f ? L->ffn_norm : first_norm_from(be, l + 1), &have_xb,
+                           pending));
             TRACE(be, PH_O, PH_NORM);
         }
         if (L->f) {
-            k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            if (!have_xb) k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_GATEUP);
             LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
                        lop_pad8(L->f), pending));
             TRACE(be, PH_GATEUP, PH_DOWN);
-            LOP_TRY(mm(be, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), n, GEMV_ACC, be->x, be->dim, L->bd, NULL,
-                       0, pending));
+            LOP_TRY(mm_acc(be, L->wd, lop_pad8(L->f), be->h, n, L->bd, first_norm_from(be, l + 1), &have_xb, pending));
             TRACE(be, PH_DOWN, PH_NORM);
         }
     }

@@ -172,7 +172,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
     int blocks = n * nkv;
     if (blocks >= n_sm) return 1;
-    int want = lop_cdiv(2 * n_sm, blocks), most = lop_cdiv(ctx_bound, 64);
+    int want = lop_cdiv(2 * n_sm, blocks), most = lop_cdiv(ctx_bound, 16); /* >= 16 keys: one pass of 4 warps x 4 keys */
     int s = want < most ? want : most;
     if (s > 32) s = 32;
     return s < 1 ? 1 : s;

@@ -6,8 +6,8 @@
  * products in registers; X (a few KB) comes through L1. Rows are zero-padded to a multiple of 8
  * elements at upload, so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte
  * aligned. Epilogues fuse what follows the product at small batch: residual add (+bias) into the
- * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
- * cache. Launched with programmatic dependent launch: a warp prefetches the head of its weight
+ * fp32 stream, optionally followed by the next RMSNorm done by the last block to finish; SwiGLU
+ * (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache. Launched with programmatic dependent launch: a warp prefetches the head of its weight
  * row into L2 before waiting for the previous kernel, so the weight stream starts while the small
  * kernels before it finish (PDL is opt-in: it measured slower, see bench/cuda/NOTES.md).
  * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v): 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with
@@ -23,7 +23,9 @@
 template <typename T, int NB, int MODE, int U, int PIPE>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
-                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra) {
+                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra, k_norm_args na) {
+    __shared__ double s_red[GEMV_WARPS];
+    __shared__ int s_last;
     pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int item = blockIdx.x * GEMV_WARPS + warp;
@@ -51,9 +53,12 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         } else {
             r0 = r1 = ra.nh * ra.hd + kvd + (item - n_pairs);
         }
-    } else if (item >= rows) {
+    } else if (item >= rows && !(MODE == GEMV_ACC && na.w)) {
         return;
     }
+    /* the fused norm needs every warp at the block barrier: an idle warp works on a clamped row */
+    const int live = MODE != GEMV_ACC || item < rows;
+    if (!live) r0 = r1 = rows - 1;
     const int nchunk = ldw >> 3;
     const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r0 * ldw);
     const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)r1 * ldw);
@@ -126,7 +131,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         if (MODE == GEMV_STORE) {
             Y[(int64_t)b * ldy + r0] = acc0[b];
         } else if (MODE == GEMV_ACC) {
-            Y[(int64_t)b * ldy + r0] += acc0[b] + (bias ? bias[r0] : 0.0f);
+            if (live) Y[(int64_t)b * ldy + r0] += acc0[b] + (bias ? bias[r0] : 0.0f);
         } else if (MODE == GEMV_SWIGLU) {
             float gv = acc0[b], uv = acc1[b];
             if (bias) gv += bias[r0], uv += bias[r1];
@@ -155,20 +160,50 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             }
         }
     }
+    if (MODE == GEMV_ACC && na.w) {
+        /* the last block to finish normalises the updated rows (as k_rmsnorm, dim = rows) */
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            s_last = atomicAdd(na.counter, 1) == (int)gridDim.x - 1;
+            if (s_last) *na.counter = 0;
+        }
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        T *out = reinterpret_cast<T *>(na.out);
+        for (int b = 0; b < NB; b++) {
+            const float *xr = Y + (int64_t)b * ldy;
+            float ss = 0.f;
+            for (int d = threadIdx.x; d < rows; d += blockDim.x) {
+                float v = __ldcg(xr + d);
+                ss += v * v;
+            }
+            double t = warp_sum(ss);
+            if (lane == 0) s_red[warp] = t;
+            __syncthreads();
+            double tot = 0;
+            for (int k = 0; k < GEMV_WARPS; k++) tot += s_red[k];
+            __syncthreads();
+            float inv = 1.0f / sqrtf((float)(tot / rows) + na.eps);
+            for (int d = threadIdx.x; d < na.ld_out; d += blockDim.x)
+                out[(int64_t)b * na.ld_out + d] = elt<T>::from_f(d < rows ? na.w[d] * (__ldcg(xr + d) * inv) : 0.0f);
+        }
+    }
 }
 
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 
 template <typename T, int MODE>
 static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
-                        const float *bias, T *H, int ldh, const k_rope_args &ra, cudaStream_t s) {
+                        const float *bias, T *H, int ldh, const k_rope_args &ra, const k_norm_args &na, cudaStream_t s) {
     const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
     int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
               : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
                                     : rows;
     dim3 grid(lop_cdiv(items, GEMV_WARPS)), block(GEMV_WARPS * 32);
     switch (nb) {
-#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra)
+#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, na)
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
         if (v == 1) GO(N, 8, 0);                                                                   \
@@ -189,12 +224,22 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
             const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s) {
     if (nb <= 0 || rows <= 0) return;
     k_rope_args ra = {};
+    k_norm_args na = {};
     if (rope) ra = *rope;
     LOP_DISPATCH_T(dt, {
         const T *w = (const T *)W, *x = (const T *)X;
-        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
-        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
-        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
-        else launch_mode<T, GEMV_ROPE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, s);
+        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else launch_mode<T, GEMV_ROPE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
     });
+}
+
+void k_gemv_acc_norm(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, float *Y,
+                     const float *bias, const k_norm_args *norm, cudaStream_t s) {
+    if (nb <= 0 || rows <= 0) return;
+    k_rope_args ra = {};
+    k_norm_args na = *norm;
+    LOP_DISPATCH_T(dt, launch_mode<T, GEMV_ACC>((const T *)W, ldw, rows, (const T *)X, ldx, nb, Y, rows, bias, NULL, 0, ra,
+                                                na, s));
 }
