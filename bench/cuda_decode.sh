@@ -50,7 +50,7 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-LOP_CUDA_NO_FUSED_NORM=1 run 7b_b1_unfused_norm synth:llama-7b 1 128
+LOP_CUDA_FUSED_NORM=1 run 7b_b1_fused_norm synth:llama-7b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
@@ -87,7 +87,8 @@ if not rows: sys.exit(print("ncu: no data"))
 hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
 def clean(k):
     return k[5:] if k.startswith("void ") else k
-ks = [(clean(r[ki]), float(r[vi].replace(",", "")) * (1e-3 if r[ui] == "nsecond" else 1.0 if r[ui] == "usecond" else 1e3)) for r in rows[1:]]
+scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+ks = [(clean(r[ki]), float(r[vi].replace(",", "")) * scale.get(r[ui].strip(), float("nan"))) for r in rows[1:]]
 idx = [i for i, (k, _) in enumerate(ks) if k.startswith("sample_kernel")]
 step = ks[idx[0] + 2: idx[1] + 2] if len(idx) >= 2 else ks
 agg = collections.OrderedDict()

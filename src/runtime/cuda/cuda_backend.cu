@@ -570,7 +570,10 @@ static const float *first_norm_from(const lop_backend *be, int l) {
 static lop_status mm_acc(lop_backend *be, const void *W, int ldw, const void *X, int n, const float *bias,
                          const float *next_norm, int *have_xb, const float **pending) {
     *have_xb = 0;
-    if (n <= k_gemv_max_batch() && next_norm && !getenv("LOP_CUDA_NO_FUSED_NORM")) {
+    /* opt-in: on an H200 the last block's serial norm cost more than the launch it saves (NOTES.md) */
+    static int fused = -1;
+    if (fused < 0) fused = getenv("LOP_CUDA_FUSED_NORM") != NULL;
+    if (fused && n <= k_gemv_max_batch() && next_norm) {
         k_norm_args na = {next_norm, be->xb, be->ld_dim, be->eps, be->d_norm_cnt};
         k_gemv_acc_norm(W, ldw, be->dt, be->dim, X, ldw, n, be->x, bias, &na, be->stream);
         CK(cudaGetLastError());

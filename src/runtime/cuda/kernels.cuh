@@ -56,7 +56,7 @@ typedef struct k_rope_args {
  *                with g = W[j]·X[b], u = W[f+j]·X[b], bias = [bg | bu] or NULL; j in [f, pad8(f)) -> 0
  *   GEMV_ROPE:   W = [wq | wk | wv] rows; the products go through bias and RoPE into rope->q and the
  *                K/V cache exactly as k_rope_cache does (Y unused). */
-/* GEMV_ACC only: after the residual update, the last block to finish writes out = rmsnorm(Y) * w
+/* GEMV_ACC only (opt-in, LOP_CUDA_FUSED_NORM=1: measured slower): after the residual update, the last block writes out = rmsnorm(Y) * w
  * (the next module's input, dt, pad zeroed) -- the RMSNorm launch disappears. counter: one int, zero,
  * left zero. */
 typedef struct k_norm_args {
