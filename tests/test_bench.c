@@ -6,11 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
 
 #include "bench/nvml.h"
+#include "bench/plot.h"
+#include "io/file.h"
 #include "bench/roofline.h"
 
 static void test_roofline_hand_counts(void **st) {
@@ -64,7 +67,74 @@ static void test_nvml_open(void **st) {
     }
 }
 
+static void write_text(const char *path, const char *text) {
+    assert_int_equal(lop_write_file_atomic(path, text, strlen(text)), LOP_OK);
+}
+
+static void test_plot_files(void **st) {
+    (void)st;
+    char dir[] = "/tmp/lop-plot-XXXXXX", path[256], fig[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    /* Original OOMs at batch 4; Depth runs there: its latency curve continues dotted (block 1) */
+    write_text(path, "{\"meta\": {\"card\": \"H100\"}, \"cells\": ["
+                     "{\"model\": \"Original\", \"batch\": 1, \"len\": 128, \"status\": \"ok\", \"latency_ms\": 500, \"util_gpu\": 20},"
+                     "{\"model\": \"Original\", \"batch\": 2, \"len\": 128, \"status\": \"ok\", \"latency_ms\": 520, \"util_gpu\": 30},"
+                     "{\"model\": \"Original\", \"batch\": 4, \"len\": 128, \"status\": \"oom\"},"
+                     "{\"model\": \"Depth 4.9B\", \"batch\": 1, \"len\": 128, \"status\": \"ok\", \"latency_ms\": 350, \"util_gpu\": 21},"
+                     "{\"model\": \"Depth 4.9B\", \"batch\": 2, \"len\": 128, \"status\": \"ok\", \"latency_ms\": 360, \"util_gpu\": 31},"
+                     "{\"model\": \"Depth 4.9B\", \"batch\": 4, \"len\": 128, \"status\": \"ok\", \"latency_ms\": 380, \"util_gpu\": 45}]}");
+    lop_results r = {0};
+    assert_int_equal(lop_results_read(path, &r), LOP_OK);
+    assert_int_equal(r.n, 6);
+    assert_string_equal(r.cells[2].card, "H100");
+    assert_int_equal(r.cells[2].status, LOP_CELL_OOM);
+    snprintf(fig, sizeof fig, "%s/fig.png", dir);
+    lop_plot_opts o = {fig, LOP_PLOT_PAPER, LOP_METRIC_UTIL, {128, 512}, 0};
+    int rendered = 1;
+    assert_int_equal(lop_plot(&r, &o, &rendered), LOP_OK);
+    assert_int_equal(rendered, 0);
+    char *text;
+    snprintf(path, sizeof path, "%s/fig-heat-0.dat", dir);
+    assert_int_equal(lop_read_file(path, &text, NULL), LOP_OK);
+    assert_non_null(strstr(text, "2 0 NaN \"OOM\" 4 128 oom"));
+    assert_non_null(strstr(text, "0 0 20 \"20\" 1 128 ok"));
+    free(text);
+    snprintf(path, sizeof path, "%s/fig-lat-128-1.dat", dir); /* Depth: batch 4 beyond the original's OOM */
+    assert_int_equal(lop_read_file(path, &text, NULL), LOP_OK);
+    const char *block1 = strstr(text, "\n\n\n");
+    assert_non_null(block1);
+    assert_non_null(strstr(block1, "2 0.36\n4 0.38"));
+    free(text);
+    snprintf(path, sizeof path, "%s/fig.gp", dir);
+    assert_int_equal(lop_read_file(path, &text, NULL), LOP_OK);
+    assert_non_null(strstr(text, "set output 'fig.png'"));
+    assert_non_null(strstr(text, "multiplot layout 2,2")); /* no L=512 data: one latency panel */
+    free(text);
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) { /* render for real when gnuplot is here */
+        o.run_gnuplot = 1;
+        assert_int_equal(lop_plot(&r, &o, &rendered), LOP_OK);
+        assert_int_equal(rendered, 1);
+        assert_int_equal(lop_read_file(fig, &text, NULL), LOP_OK);
+        assert_memory_equal(text, "\x89PNG", 4);
+        free(text);
+    }
+    /* bad figure type and malformed results */
+    snprintf(fig, sizeof fig, "%s/fig.jpg", dir);
+    o.output = fig;
+    assert_int_equal(lop_plot(&r, &o, &rendered), LOP_ERR_ARG);
+    lop_results_free(&r);
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    write_text(path, "{\"cells\": [{\"model\": \"x\", \"batch\": 0, \"len\": 5}]}");
+    assert_int_equal(lop_results_read(path, &r), LOP_ERR_FORMAT);
+    assert_non_null(strstr(lop_last_error(), "bad.json: cells[0]"));
+    lop_results_free(&r);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roofline_hand_counts), cmocka_unit_test(test_nvml_open)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roofline_hand_counts), cmocka_unit_test(test_nvml_open), cmocka_unit_test(test_plot_files)};
     return cmocka_run_group_tests_name("bench", tests, NULL, NULL);
 }

@@ -14,4 +14,5 @@ extern const char *const CLI_MODEL_HELP;
 
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 #endif

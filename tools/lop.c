@@ -34,6 +34,7 @@ static const struct command {
 } COMMANDS[] = {
     {"info", "info MODEL", "per-layer shapes, parameters, bytes by dtype, KV bytes per token", cmd_info},
     {"generate", "generate MODEL -p TEXT", "generate text; prints tok/s and ms/token", cmd_generate},
+    {"plot", "plot RESULTS -o FIG", "the efficiency figure (heatmaps, latency curves) via gnuplot", cmd_plot},
 };
 #define N_COMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
 
