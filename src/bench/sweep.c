@@ -92,11 +92,13 @@ static lop_status run_batch(lop_model *m, const char *label, const char *card, c
     lop_gen_params gp = {.max_new_tokens = Lmax, .ignore_eos = 1, .on_step = on_step, .user = &clk};
     if (o->sample) gp.sampling = (lop_sampling){1.0f, 50, 0.95f, o->seed};
     else gp.sampling = (lop_sampling){0, 0, 1, o->seed};
-    int nsteps = 0;
+    int nsteps = 0, sampling = 0;
     for (int r = 0; st == LOP_OK && r < o->warmup + R; r++) {
         int timed = r >= o->warmup, k = r - o->warmup;
-        if (timed && k == 0 && nvml) st = lop_nvml_start(nvml, o->nvml_period_ms);
-        if (st != LOP_OK) break;
+        if (timed && k == 0 && nvml) {
+            if ((st = lop_nvml_start(nvml, o->nvml_period_ms)) != LOP_OK) break;
+            sampling = 1;
+        }
         lop_gen_result res;
         clk.n = 0;
         double t0 = lop_now();
@@ -112,7 +114,7 @@ static lop_status run_batch(lop_model *m, const char *label, const char *card, c
         lop_progress_add(o->progress, 1);
     }
     lop_nvml_window all;
-    if (nvml && R > 0 && st != LOP_ERR_ARG) lop_nvml_stop(nvml, &all);
+    if (sampling) lop_nvml_stop(nvml, &all);
     if (st == LOP_ERR_OOM) { /* e.g. activations of a larger batch: the cell is OOM, the sweep goes on */
         mark_all(out, label, card, B, o, 0, LOP_CELL_OOM, planned_mib);
         st = LOP_OK;
