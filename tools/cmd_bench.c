@@ -197,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
                    "                 [--force] [--dtype f16|bf16] [--peak-bw GB/s] [--peak-tflops T] [--seed S]\n\n"
                    "Sweeps each model over batch x generated length with the paper's protocol: a fixed prompt of\n"
                    "prompt-len tokens repeated over the batch, exactly L new tokens, top-k 50 / top-p 0.95 sampling\n"
-                   "(--greedy for argmax), warm-up then timed runs (median reported). One generation of the longest\n"
+                   "(--greedy for argmax), warm-up runs (32 tokens) then timed runs (median reported). One generation of the longest\n"
                    "length times every shorter one. Per cell: latency (prefill + L steps), prefill, median decode\n"
                    "step, throughput B*L/latency, NVML utilization.gpu / memory (and GPM SM / DRAM activity where\n"
                    "offered) averaged over the timed runs, planned and used memory, MBU / MFU and the roofline time\n"
@@ -254,6 +254,7 @@ int cmd_bench(int argc, char **argv) {
     cJSON_AddItemToObject(meta, "protocol", proto);
     cJSON_AddNumberToObject(proto, "prompt_len", prompt_len);
     cJSON_AddNumberToObject(proto, "warmup", warmup);
+    cJSON_AddStringToObject(proto, "warmup_tokens", "min(32, longest length)");
     cJSON_AddNumberToObject(proto, "runs", runs);
     cJSON_AddStringToObject(proto, "sampling", sample ? "top-k 50, top-p 0.95, temperature 1" : "greedy");
     cJSON_AddStringToObject(proto, "weights", wdt == LOP_WEIGHTS_BF16 ? "bf16" : dev == LOP_DEVICE_CPU ? "fp32" : "fp16");

@@ -101,6 +101,8 @@ static lop_status run_batch(lop_model *m, const char *label, const char *card, c
         }
         lop_gen_result res;
         clk.n = 0;
+        /* warm-up: a short generation is enough to load kernels, capture graphs and touch memory */
+        gp.max_new_tokens = timed ? Lmax : (Lmax < 32 ? Lmax : 32);
         double t0 = lop_now();
         st = lop_generate(e, (const int32_t *const *)prompts, plens, B, &gp, &res);
         if (st != LOP_OK) break;
