@@ -12,7 +12,7 @@ DEP_CFLAGS ?= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   ?= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread -Iinclude -Isrc $(DEP_CFLAGS)
 CFLAGS  ?=
-LDLIBS  := $(DEP_LIBS) -lm -lpthread
+LDLIBS  := $(DEP_LIBS) -lm -lpthread -ldl
 SAN     ?=
 ifneq ($(SAN),)
   CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -22,6 +22,7 @@ endif
 LIB_SRC  := $(sort $(shell find src -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CU_SRC   := $(sort $(shell find src -name '*.cu' 2>/dev/null))
+CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
 CU_HDR   := $(sort $(shell find src -name "*.cuh" 2>/dev/null) $(wildcard src/runtime/cuda/*.h))
 
 # CUDA backend: built into liblop.a whenever nvcc exists, unless CUDA=0. The toolkit is found
@@ -48,6 +49,12 @@ endif
 # Rebuild everything when the configuration (CUDA on/off, sanitizers) changes.
 CONFIG_ID := cuda=$(if $(HAVE_NVCC),1,0) san=$(SAN)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_ID)' | cmp -s - $(BUILD)/config.stamp 2>/dev/null || echo '$(CONFIG_ID)' > $(BUILD)/config.stamp)
+# The commit the CLI reports in benchmark metadata: a generated header rewritten only when it
+# changes, so only the files that include it rebuild.
+LOP_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(shell mkdir -p $(BUILD)/gen; echo '#define LOP_COMMIT "$(LOP_COMMIT)"' | cmp -s - $(BUILD)/gen/commit.h 2>/dev/null || echo '#define LOP_COMMIT "$(LOP_COMMIT)"' > $(BUILD)/gen/commit.h)
+$(CLI_OBJ): CFLAGS_BASE += -I$(BUILD)/gen
+
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -70,7 +77,7 @@ $(BUILD)/liblop.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lop: $(BUILD)/tools/lop.o $(BUILD)/liblop.a
+$(BUILD)/lop: $(CLI_OBJ) $(BUILD)/liblop.a
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/liblop.a
@@ -98,5 +105,4 @@ demo: deps
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d)
-
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

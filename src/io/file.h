@@ -26,8 +26,7 @@ int lop_is_dir(const char *path);
 int lop_file_exists(const char *path);
 
 /* Atomic write: open writes to "<path>.tmp.<pid>"; commit fsyncs and renames onto path;
- * abort removes the temp file. Refuses to replace a path that is the same file as `protect`
- * (the input), when protect is not NULL. */
+ * abort removes the temp file. */
 typedef struct lop_atomic_file {
     FILE *fp;
     char *path, *tmp;

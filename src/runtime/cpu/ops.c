@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <math.h>
 
+#include "runtime/cpu/skinny.h"
+
 void lop_cpu_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps) {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (int64_t)r * dim;
@@ -16,7 +18,9 @@ void lop_cpu_rmsnorm(float *out, const float *x, const float *w, int n, int dim,
 }
 
 void lop_cpu_linear(float *Y, const float *X, const float *W, const float *bias, int n, int out, int in) {
-    if (n == 1)
+    if (n <= 8 && lop_cpu_skinny_available())
+        lop_cpu_skinny_gemm(Y, X, W, n, out, in);
+    else if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, X, 1, 0.0f, Y, 1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, X, in, W, in, 0.0f, Y, out);

@@ -9,7 +9,7 @@
 /* out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w, for n rows of width dim (out may alias x). */
 void lop_cpu_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps);
 
-/* Y[n][out] = X[n][in] · W[out][in]^T (+ bias[out]); OpenBLAS sgemm (sgemv for n == 1). */
+/* Y[n][out] = X[n][in] · W[out][in]^T (+ bias[out]); the skinny AVX2 kernel for n ≤ 8, else OpenBLAS. */
 void lop_cpu_linear(float *Y, const float *X, const float *W, const float *bias, int n, int out, int in);
 
 /* Inverse frequencies of rotate-half RoPE for head_dim hd (hd/2 values), llama3 scaling applied. */

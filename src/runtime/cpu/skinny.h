@@ -1,0 +1,13 @@
+/* Skinny matrix products for decode: Y[n][out] = X[n][in] · W[out][in]^T with n ≤ 8 rows.
+ * Why: at decode batch 2..8 OpenBLAS sgemm spends its time packing W (measured 41 GFLOP/s at n = 8
+ * on this 2-core machine, a third of the memory-bound rate); this kernel streams each W row once
+ * and keeps the n dot products in AVX2 registers. */
+#ifndef LOP_RUNTIME_CPU_SKINNY_H
+#define LOP_RUNTIME_CPU_SKINNY_H
+#include <stdint.h>
+
+/* 1 when this CPU runs the AVX2+FMA kernel (else callers use BLAS). */
+int lop_cpu_skinny_available(void);
+/* n in [1, 8]; rows split across the thread pool. */
+void lop_cpu_skinny_gemm(float *Y, const float *X, const float *W, int n, int out, int in);
+#endif
