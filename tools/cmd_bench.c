@@ -81,8 +81,8 @@ static lop_status write_outputs(const char *prefix, const lop_results *r, cJSON 
     }
     LOP_TRY(lop_atomic_commit(&af));
     cJSON *root = cJSON_CreateObject(), *cells = cJSON_CreateArray();
-    cJSON_AddItemToObject(root, "meta", meta);
-    cJSON_AddItemToObject(root, "models", models);
+    cJSON_AddItemToObject(root, "meta", cJSON_Duplicate(meta, 1));
+    cJSON_AddItemToObject(root, "models", cJSON_Duplicate(models, 1));
     cJSON_AddItemToObject(root, "cells", cells);
     for (int i = 0; i < r->n; i++) {
         const lop_cell *c = &r->cells[i];
@@ -297,12 +297,15 @@ int cmd_bench(int argc, char **argv) {
             lop_progress_end(pb);
             pb = NULL;
             print_table(&res, from);
+            fflush(stdout);
+            /* results so far, rewritten after every model: a long sweep cut short keeps what it measured */
+            st = write_outputs(out, &res, meta, models);
             if (k + 1 < n_models) pb = lop_progress_new("bench", (int64_t)(n_models - k - 1) * n_b * (warmup + runs), 0);
         }
     }
     lop_progress_end(pb);
-    if (st == LOP_OK) st = write_outputs(out, &res, meta, models);
-    else cJSON_Delete(meta), cJSON_Delete(models);
+    cJSON_Delete(meta);
+    cJSON_Delete(models);
     lop_results_free(&res);
     lop_nvml_close(nvml);
     if (st != LOP_OK) return cli_fail(st);
