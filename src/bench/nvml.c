@@ -168,6 +168,7 @@ static int gpm_step(lop_nvml *n, int cur, double *sm, double *dram) {
 static void *sampler(void *arg) {
     lop_nvml *n = arg;
     int cur = 0, have_prev = 0;
+    double last_gpm = lop_now();
     if (n->gpm && n->a.gpm_get(n->dev, n->gs[1]) == NVML_OK) have_prev = 1;
     while (atomic_load(&n->running)) {
         sleep_ms(n->period_ms);
@@ -185,7 +186,9 @@ static void *sampler(void *arg) {
             sm.mem = mem.used;
             if (mem.used > n->mem_peak) n->mem_peak = mem.used;
         }
-        if (n->gpm && have_prev) {
+        /* GPM rates need a long enough interval between its two samples: read them every >= 100 ms */
+        if (n->gpm && have_prev && sm.t - last_gpm >= 0.1) {
+            last_gpm = sm.t;
             if (gpm_step(n, cur, &sm.sm, &sm.dram) == 0) {
                 n->sum_sm += sm.sm;
                 n->sum_dram += sm.dram;
