@@ -90,7 +90,7 @@ static void test_loss_matches_engine(void **st) {
         assert_int_equal(lop_trainer_loss(t, tok, NSEQ, SEQ, FIRST, &nll, &cnt), LOP_OK);
         assert_int_equal(cnt, NSEQ * (SEQ - FIRST));
         lop_engine *e;
-        lop_engine_opts eo = {LOP_DEVICE_CPU, NSEQ, SEQ, 1};
+        lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = NSEQ, .max_seq_len = SEQ, .n_threads = 1};
         assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
         lop_score_req req[NSEQ];
         lop_score sc[NSEQ];
