@@ -49,6 +49,12 @@ endif
 # Rebuild everything when the configuration (CUDA on/off, sanitizers) changes.
 CONFIG_ID := cuda=$(if $(HAVE_NVCC),1,0) san=$(SAN)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_ID)' | cmp -s - $(BUILD)/config.stamp 2>/dev/null || echo '$(CONFIG_ID)' > $(BUILD)/config.stamp)
+# The commit the CLI reports in benchmark metadata: a generated header rewritten only when it
+# changes, so only the files that include it rebuild.
+LOP_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(shell mkdir -p $(BUILD)/gen; echo '#define LOP_COMMIT "$(LOP_COMMIT)"' | cmp -s - $(BUILD)/gen/commit.h 2>/dev/null || echo '#define LOP_COMMIT "$(LOP_COMMIT)"' > $(BUILD)/gen/commit.h)
+$(CLI_OBJ): CFLAGS_BASE += -I$(BUILD)/gen
+
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))

@@ -13,6 +13,8 @@
 
 #include "bench/nvml.h"
 #include "bench/plot.h"
+#include "bench/sweep.h"
+#include "tiny_model.h"
 #include "io/file.h"
 #include "bench/roofline.h"
 
@@ -134,7 +136,42 @@ static void test_plot_files(void **st) {
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_sweep_cpu(void **st) {
+    (void)st;
+    static const tiny_layer L[2] = {{4, 2, 8, 40, 0, 0, 0}, {2, 1, 8, 24, 0, 1, 0}};
+    lop_model *m = tiny_model(97, 16, 2, L, 0, 3);
+    assert_non_null(m);
+    int batches[2] = {1, 3}, lens[3] = {2, 5, 9};
+    int32_t prompt[4] = {5, 6, 7, 8};
+    lop_sweep_opts o = {batches, 2, lens, 3, prompt, 4, 1, 2, 1, 7, 0, LOP_DEVICE_CPU, LOP_WEIGHTS_DEFAULT, 1,
+                        1e10, 1e11, 25, NULL};
+    lop_results r = {0};
+    assert_int_equal(lop_sweep(m, "Original", "cpu", &o, NULL, &r), LOP_OK);
+    assert_int_equal(r.n, 6);
+    for (int i = 0; i < 6; i++) {
+        const lop_cell *c = &r.cells[i];
+        assert_int_equal(c->status, LOP_CELL_OK);
+        assert_int_equal(c->batch, batches[i / 3]);
+        assert_int_equal(c->len, lens[i % 3]);
+        assert_true(c->latency_ms > 0 && c->prefill_ms > 0 && c->prefill_ms <= c->latency_ms);
+        assert_true(fabs(c->throughput - c->batch * c->len / (c->latency_ms / 1e3)) < 1e-6 * c->throughput);
+        if (i % 3) assert_true(c->latency_ms > r.cells[i - 1].latency_ms); /* a longer prefix takes longer */
+        lop_cost_opts co = {4, 4};
+        lop_cost d = lop_decode_cost(&m->cfg, c->batch, 4 + c->len / 2, &co);
+        assert_true(fabs(c->bytes_per_step - d.bytes) < 1);
+        assert_true(c->mbu > 0 && c->mfu > 0 && c->roofline_ms > 0);
+        assert_true(c->util_gpu < 0); /* no NVML on the CPU */
+    }
+    /* lengths must increase */
+    int bad[2] = {5, 5};
+    o.lens = bad;
+    o.n_lens = 2;
+    assert_int_equal(lop_sweep(m, "x", "cpu", &o, NULL, &r), LOP_ERR_ARG);
+    lop_results_free(&r);
+    lop_model_free(m);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roofline_hand_counts), cmocka_unit_test(test_nvml_open), cmocka_unit_test(test_plot_files)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_roofline_hand_counts), cmocka_unit_test(test_nvml_open), cmocka_unit_test(test_plot_files), cmocka_unit_test(test_sweep_cpu)};
     return cmocka_run_group_tests_name("bench", tests, NULL, NULL);
 }

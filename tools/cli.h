@@ -17,6 +17,7 @@ extern const char *const CLI_MODEL_HELP;
 int cmd_info(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 
 /* "1,2,3" -> malloc'd ids; 0 on success, -1 on a malformed list. */

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/status.h"
+#include "core/timer.h"
 
 #include "bench/nvml_abi.h"
 
@@ -32,6 +33,11 @@ typedef struct api {
     nvml_ret (*gpm_metrics)(nvml_gpm_metrics_get *);
 } api;
 
+typedef struct sample {
+    double t, util, umem, sm, dram; /* sm/dram -1 when GPM gave nothing */
+    unsigned long long mem;
+} sample;
+
 struct lop_nvml {
     api a;
     nvml_device dev;
@@ -44,6 +50,8 @@ struct lop_nvml {
     double sum_util, sum_umem, sum_sm, sum_dram;
     int n, n_gpm;
     unsigned long long mem_peak;
+    sample *samples; /* this session's, time-stamped */
+    int n_samples, cap_samples;
 };
 
 static const char *err_str(const lop_nvml *n, nvml_ret r) {
@@ -89,6 +97,7 @@ void lop_nvml_close(lop_nvml *n) {
             if (n->gs[i]) n->a.gpm_free(n->gs[i]);
     if (n->a.shutdown && n->dev) n->a.shutdown();
     if (n->a.lib) dlclose(n->a.lib);
+    free(n->samples);
     free(n);
 }
 
@@ -139,9 +148,9 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-/* GPM metrics between two samples taken period_ms apart */
-static void gpm_step(lop_nvml *n, int cur) {
-    if (n->a.gpm_get(n->dev, n->gs[cur]) != NVML_OK) return;
+/* GPM metrics between two samples taken period_ms apart; 0 when read */
+static int gpm_step(lop_nvml *n, int cur, double *sm, double *dram) {
+    if (n->a.gpm_get(n->dev, n->gs[cur]) != NVML_OK) return -1;
     static _Thread_local nvml_gpm_metrics_get g;
     memset(&g, 0, sizeof g);
     g.version = GPM_METRICS_GET_VERSION;
@@ -150,11 +159,10 @@ static void gpm_step(lop_nvml *n, int cur) {
     g.sample2 = n->gs[cur];
     g.metrics[0].metric_id = GPM_SM_UTIL;
     g.metrics[1].metric_id = GPM_DRAM_BW_UTIL;
-    if (n->a.gpm_metrics(&g) == NVML_OK && g.metrics[0].ret == NVML_OK && g.metrics[1].ret == NVML_OK) {
-        n->sum_sm += g.metrics[0].value;
-        n->sum_dram += g.metrics[1].value;
-        n->n_gpm++;
-    }
+    if (n->a.gpm_metrics(&g) != NVML_OK || g.metrics[0].ret != NVML_OK || g.metrics[1].ret != NVML_OK) return -1;
+    *sm = g.metrics[0].value;
+    *dram = g.metrics[1].value;
+    return 0;
 }
 
 static void *sampler(void *arg) {
@@ -165,16 +173,27 @@ static void *sampler(void *arg) {
         sleep_ms(n->period_ms);
         nvml_utilization u;
         nvml_memory mem;
+        sample sm = {lop_now(), -1, -1, -1, -1, 0};
         if (n->a.utilization(n->dev, &u) == NVML_OK) {
             n->sum_util += u.gpu;
             n->sum_umem += u.memory;
             n->n++;
+            sm.util = u.gpu;
+            sm.umem = u.memory;
         }
-        if (n->a.memory(n->dev, &mem) == NVML_OK && mem.used > n->mem_peak) n->mem_peak = mem.used;
+        if (n->a.memory(n->dev, &mem) == NVML_OK) {
+            sm.mem = mem.used;
+            if (mem.used > n->mem_peak) n->mem_peak = mem.used;
+        }
         if (n->gpm && have_prev) {
-            gpm_step(n, cur);
+            if (gpm_step(n, cur, &sm.sm, &sm.dram) == 0) {
+                n->sum_sm += sm.sm;
+                n->sum_dram += sm.dram;
+                n->n_gpm++;
+            }
             cur ^= 1;
         }
+        if (sm.util >= 0 && n->n_samples < n->cap_samples) n->samples[n->n_samples++] = sm;
     }
     return NULL;
 }
@@ -185,6 +204,12 @@ lop_status lop_nvml_start(lop_nvml *n, int period_ms) {
     n->sum_util = n->sum_umem = n->sum_sm = n->sum_dram = 0;
     n->n = n->n_gpm = 0;
     n->mem_peak = 0;
+    n->n_samples = 0;
+    if (!n->samples) {
+        n->cap_samples = 1 << 16; /* 27 minutes at 25 ms */
+        n->samples = malloc((size_t)n->cap_samples * sizeof *n->samples);
+        if (!n->samples) return lop_fail(LOP_ERR_OOM, "out of memory (NVML samples)");
+    }
     atomic_store(&n->running, 1);
     if (pthread_create(&n->thread, NULL, sampler, n) != 0) {
         atomic_store(&n->running, 0);
@@ -205,4 +230,31 @@ lop_status lop_nvml_stop(lop_nvml *n, lop_nvml_window *w) {
     w->dram_bw = n->n_gpm ? n->sum_dram / n->n_gpm : -1;
     w->mem_used_peak = n->mem_peak;
     return LOP_OK;
+}
+
+void lop_nvml_mean(const lop_nvml *n, double t0, double t1, lop_nvml_window *w) {
+    memset(w, 0, sizeof *w);
+    double su = 0, sme = 0, ss = 0, sd = 0;
+    int k = 0, kg = 0;
+    for (int i = 0; i < n->n_samples; i++) {
+        const sample *s = &n->samples[i];
+        if (s->t < t0 || s->t > t1) continue;
+        su += s->util, sme += s->umem, k++;
+        if (s->sm >= 0) ss += s->sm, sd += s->dram, kg++;
+        if (s->mem > w->mem_used_peak) w->mem_used_peak = s->mem;
+    }
+    if (k == 0) /* window shorter than the poll period: the next reading covers it */
+        for (int i = 0; i < n->n_samples; i++)
+            if (n->samples[i].t >= t0) {
+                const sample *s = &n->samples[i];
+                su = s->util, sme = s->umem, k = 1;
+                if (s->sm >= 0) ss = s->sm, sd = s->dram, kg = 1;
+                w->mem_used_peak = s->mem;
+                break;
+            }
+    w->n_samples = k;
+    w->util_gpu = k ? su / k : -1;
+    w->util_mem = k ? sme / k : -1;
+    w->sm_active = kg ? ss / kg : -1;
+    w->dram_bw = kg ? sd / kg : -1;
 }

@@ -34,5 +34,9 @@ typedef struct lop_nvml_window {
 
 lop_status lop_nvml_start(lop_nvml *n, int period_ms);
 lop_status lop_nvml_stop(lop_nvml *n, lop_nvml_window *w);
+/* Means over the samples of the last start..stop session taken in [t0, t1] (lop_now() seconds);
+ * with no sample inside, the first sample after t0 (NVML's utilisation is itself an average over
+ * its own sampling period, so a window shorter than the poll period still gets a reading). */
+void lop_nvml_mean(const lop_nvml *n, double t0, double t1, lop_nvml_window *w);
 
 #endif
