@@ -83,7 +83,7 @@ static void test_loss_matches_engine(void **st) {
         int32_t tok[NSEQ * SEQ];
         tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, 100 + fi);
         lop_trainer *t;
-        lop_trainer_opts to = {64, 1};
+        lop_trainer_opts to = {.max_tokens = 64, .n_threads = 1};
         assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
         double nll;
         int64_t cnt;
@@ -122,7 +122,7 @@ static void check_grads(const family *f, uint64_t seed, const uint8_t *skip, dou
     int32_t tok[NSEQ * SEQ];
     tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, seed * 7);
     lop_trainer *t;
-    lop_trainer_opts to = {64, 2};
+    lop_trainer_opts to = {.max_tokens = 64, .n_threads = 2};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
     assert_int_equal(lop_trainer_set_skip(t, skip), LOP_OK);
     lop_grad_store *gs;
@@ -224,7 +224,7 @@ static void test_grads_vs_fp32_fd(void **st) {
     int32_t tok[NSEQ * SEQ];
     tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, 3);
     lop_trainer *t;
-    lop_trainer_opts to = {64, 1};
+    lop_trainer_opts to = {.max_tokens = 64, .n_threads = 1};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
     lop_grad_store *gs;
     assert_int_equal(lop_grad_store_new(m, &gs), LOP_OK);
@@ -307,7 +307,7 @@ static void test_bad_arguments(void **st) {
     (void)st;
     lop_model *m = make(&FAMILIES[0], 1);
     lop_trainer *t;
-    lop_trainer_opts to = {16, 1};
+    lop_trainer_opts to = {.max_tokens = 16, .n_threads = 1};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
     int32_t tok[32] = {0};
     assert_int_equal(lop_trainer_loss(t, tok, 2, 16, 1, NULL, NULL), LOP_ERR_ARG); /* 32 > 16 positions */

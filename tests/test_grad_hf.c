@@ -44,7 +44,7 @@ static void check(void **state) {
     int first = (int)json_num(ref, "first");
     double tol = json_num(ref, "tolerance");
     lop_trainer *t;
-    lop_trainer_opts to = {n_seq * T, 0};
+    lop_trainer_opts to = {.max_tokens = n_seq * T};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
     lop_grad_store *gs;
     assert_int_equal(lop_grad_store_new(m, &gs), LOP_OK);

@@ -28,7 +28,7 @@ static void give(const lop_grad_sink *s, int layer, int field, const float *w, c
 static lop_status ensure_bwd(lop_trainer *t) {
     if (t->have_bwd) return LOP_OK;
     const lop_config *c = &t->m->cfg;
-    size_t N = (size_t)t->max_tokens, D = (size_t)c->dim, f4 = sizeof(float);
+    size_t N = (size_t)t->max_bwd, D = (size_t)c->dim, f4 = sizeof(float);
     size_t qd = (size_t)(t->max_qd ? t->max_qd : 1), kvd = (size_t)(t->max_kvd ? t->max_kvd : 1),
            F = (size_t)(t->max_ffn ? t->max_ffn : 1);
     lop_status st = LOP_OK;
@@ -134,7 +134,7 @@ static void attn_bwd_items(void *ctx, int64_t i0, int64_t i1, int thread) {
     lop_trainer *t = j->t;
     int hd = j->hd, qd = j->nh * hd, kvd = j->nkv * hd, T = j->seq_len, group = j->nh / j->nkv;
     float scale = 1.0f / sqrtf((float)hd);
-    float *p = t->bscratch + (size_t)thread * 2 * t->max_tokens, *dp = p + t->max_tokens;
+    float *p = t->bscratch + (size_t)thread * 2 * t->max_bwd, *dp = p + t->max_bwd;
     for (int64_t it = i0; it < i1; it++) {
         int64_t seq = it / j->nh;
         int h = (int)(it % j->nh), kh = h / group;
@@ -240,9 +240,9 @@ static void attn_bwd(lop_trainer *t, int l, int n_seq, int seq_len, const lop_gr
 /* ---- the whole backward ----------------------------------------------------------------- */
 lop_status lop_trainer_backward(lop_trainer *t, const int32_t *tokens, int n_seq, int seq_len, int first,
                                 double weight, const lop_grad_sink *sink, double *nll, int64_t *n_scored) {
-    if (n_seq < 1 || seq_len < 1 || (int64_t)n_seq * seq_len > t->max_tokens)
-        return lop_fail(LOP_ERR_ARG, "trainer: %d sequences x %d tokens do not fit its %d positions", n_seq, seq_len,
-                        t->max_tokens);
+    if (n_seq < 1 || seq_len < 1 || (int64_t)n_seq * seq_len > t->max_bwd)
+        return lop_fail(LOP_ERR_ARG, "trainer: %d sequences x %d tokens do not fit its %d backward positions", n_seq,
+                        seq_len, t->max_bwd);
     const lop_config *c = &t->m->cfg;
     int n = n_seq * seq_len, D = c->dim, V = c->vocab_size;
     LOP_TRY(ensure_bwd(t));

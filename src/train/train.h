@@ -64,8 +64,10 @@ const float *lop_grad_store_get(const lop_grad_store *s, lop_param_id id);
 typedef struct lop_trainer lop_trainer;
 
 typedef struct lop_trainer_opts {
-    int max_tokens; /* most positions (n_seq x seq_len) one call handles; 0 = 2048 */
-    int n_threads;  /* 0 = all cores */
+    int max_tokens;     /* most positions (n_seq x seq_len) one forward call handles; 0 = 2048 */
+    int max_bwd_tokens; /* most positions one backward call handles (activations of every layer are
+                           kept for these); 0 = max_tokens */
+    int n_threads;      /* 0 = all cores */
 } lop_trainer_opts;
 
 /* Module skip bits per layer: a skipped module is treated as removed (the residual passes). */

@@ -23,7 +23,7 @@ typedef struct tr_saved {
 
 struct lop_trainer {
     lop_model *m;
-    int n_threads, max_tokens;
+    int n_threads, max_tokens, max_bwd;
     int max_qd, max_kvd, max_ffn; /* widest layer */
     tr_layer *L;
     const float *emb, *norm, *head;

@@ -69,12 +69,14 @@ lop_status lop_trainer_create(lop_model *m, const lop_trainer_opts *o, lop_train
     if (!o) o = &def;
     if (m->synthetic) LOP_TRY(lop_synth_materialize(m));
     if (!m->weights_loaded) return lop_fail(LOP_ERR_ARG, "%s: weights not loaded (opened for shapes only)", m->source);
-    if (o->max_tokens < 0) return lop_fail(LOP_ERR_ARG, "trainer: max_tokens %d is negative", o->max_tokens);
+    if (o->max_tokens < 0 || o->max_bwd_tokens < 0)
+        return lop_fail(LOP_ERR_ARG, "trainer: negative token capacity (%d, %d)", o->max_tokens, o->max_bwd_tokens);
     lop_trainer *t = calloc(1, sizeof *t);
     if (!t) return lop_fail(LOP_ERR_OOM, "out of memory");
     t->m = m;
     t->n_threads = o->n_threads > 0 ? o->n_threads : lop_n_cpus();
     t->max_tokens = o->max_tokens > 0 ? o->max_tokens : 2048;
+    t->max_bwd = o->max_bwd_tokens > 0 && o->max_bwd_tokens < t->max_tokens ? o->max_bwd_tokens : t->max_tokens;
     const lop_config *c = &m->cfg;
     lop_status st = LOP_OK;
     t->L = tr_alloc(t, (size_t)c->n_layers * sizeof *t->L, "layers", &st);
