@@ -66,14 +66,14 @@ lop_status lop_calib_from_text(const lop_model *m, const char *path, int n_sampl
                                lop_calib *out) {
     memset(out, 0, sizeof *out);
     LOP_TRY(check_sizes(n_samples, seq_len));
-    if (!m->tok)
-        return lop_fail(LOP_ERR_UNSUPPORTED, "%s: model has no tokenizer, so it cannot read calibration text %s",
-                        m->source, path);
     lop_calib *c = out;
     c->n_samples = n_samples;
     c->seq_len = seq_len;
     c->seed = seed;
     lop_status st = list_files(path, c);
+    if (st == LOP_OK && !m->tok)
+        st = lop_fail(LOP_ERR_UNSUPPORTED, "%s: model has no tokenizer, so it cannot read calibration text %s",
+                      m->source, path);
     int32_t **ids = NULL;
     if (st == LOP_OK) {
         ids = calloc((size_t)c->n_files, sizeof *ids);
