@@ -50,7 +50,8 @@ static void check_unit(lop_unit u, const uint8_t *removed) {
     lop_calib cal;
     assert_int_equal(lop_calib_random(m, 3, 7, 42, &cal), LOP_OK);
     lop_scorer *s;
-    lop_scorer_opts so = {.n_threads = 2, .bwd_samples = 2}; /* 2 backward calls: sums must carry over */
+    /* 2 backward and 2 forward groups: sums must carry over */
+    lop_scorer_opts so = {.n_threads = 2, .bwd_samples = 2, .fwd_samples = 2};
     assert_int_equal(lop_scorer_new(m, &cal, &so, &s), LOP_OK);
     int L = m->cfg.n_layers, T = cal.seq_len, D = m->cfg.dim, count = cal.n_samples * (T - 1);
     double sc[4][8], loss[4];

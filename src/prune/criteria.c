@@ -70,8 +70,8 @@ struct lop_scorer {
     lop_model *m;
     const lop_calib *cal;
     lop_trainer *t;
-    int bwd_samples;
-    float *x, *y; /* [n_samples * seq_len][dim] */
+    int bwd_samples, fwd_samples; /* samples per backward / forward call */
+    float *x, *y;                 /* [fwd_samples * seq_len][dim] */
 };
 
 lop_status lop_scorer_new(lop_model *m, const lop_calib *cal, const lop_scorer_opts *o, lop_scorer **out) {
@@ -85,9 +85,12 @@ lop_status lop_scorer_new(lop_model *m, const lop_calib *cal, const lop_scorer_o
     if (!s) return lop_fail(LOP_ERR_OOM, "out of memory");
     s->m = m;
     s->cal = cal;
-    int total = cal->n_samples * cal->seq_len;
     s->bwd_samples = o->bwd_samples > 0 ? o->bwd_samples : (512 / cal->seq_len > 0 ? 512 / cal->seq_len : 1);
     if (s->bwd_samples > cal->n_samples) s->bwd_samples = cal->n_samples;
+    s->fwd_samples = o->fwd_samples > 0 ? o->fwd_samples : (4096 / cal->seq_len > 0 ? 4096 / cal->seq_len : 1);
+    if (s->fwd_samples < s->bwd_samples) s->fwd_samples = s->bwd_samples;
+    if (s->fwd_samples > cal->n_samples) s->fwd_samples = cal->n_samples;
+    int total = s->fwd_samples * cal->seq_len;
     lop_trainer_opts to = {.max_tokens = total, .max_bwd_tokens = s->bwd_samples * cal->seq_len, .n_threads = o->n_threads};
     lop_status st = lop_trainer_create(m, &to, &s->t);
     size_t bytes = (size_t)total * m->cfg.dim * sizeof(float);
@@ -165,56 +168,55 @@ static lop_status taylor(lop_scorer *s, lop_unit u, const uint8_t *removed, doub
     return st;
 }
 
+/* ---- forward groups --------------------------------------------------------------------- */
+/* PPL and BI run the calibration set in groups of samples (fwd_samples at a time, <= 4096 tokens)
+ * so memory does not grow with the calibration size; per-unit sums accumulate over groups. */
+typedef struct group {
+    const int32_t *tokens;
+    int n_seq, seq_len;
+} group;
+
+static lop_status run_modules(lop_scorer *s, const group *g, int l, uint8_t bits, float *x) {
+    if (bits & LOP_SKIP_ATTN) LOP_TRY(lop_trainer_module(s->t, l, LOP_SKIP_ATTN, x, g->n_seq, g->seq_len));
+    if (bits & LOP_SKIP_FFN) LOP_TRY(lop_trainer_module(s->t, l, LOP_SKIP_FFN, x, g->n_seq, g->seq_len));
+    return LOP_OK;
+}
+
+/* adds the group's summed NLL to *nll */
+static lop_status head_nll(lop_scorer *s, const group *g, const float *x, double *nll) {
+    double v;
+    LOP_TRY(lop_trainer_head_nll(s->t, x, g->tokens, g->n_seq, g->seq_len, 1, &v, NULL));
+    *nll += v;
+    return LOP_OK;
+}
+
 /* ---- ppl -------------------------------------------------------------------------------- */
-/* runs the live modules of layer l that are in `bits` on x */
-static lop_status run_modules(lop_scorer *s, int l, uint8_t bits, float *x) {
-    const lop_calib *c = s->cal;
-    if (bits & LOP_SKIP_ATTN) LOP_TRY(lop_trainer_module(s->t, l, LOP_SKIP_ATTN, x, c->n_samples, c->seq_len));
-    if (bits & LOP_SKIP_FFN) LOP_TRY(lop_trainer_module(s->t, l, LOP_SKIP_FFN, x, c->n_samples, c->seq_len));
-    return LOP_OK;
-}
-
-static lop_status head_loss(lop_scorer *s, const float *x, double *loss) {
-    const lop_calib *c = s->cal;
-    double nll;
-    int64_t n;
-    LOP_TRY(lop_trainer_head_nll(s->t, x, c->tokens, c->n_samples, c->seq_len, 1, &nll, &n));
-    *loss = nll / (double)n;
-    return LOP_OK;
-}
-
-static lop_status ppl(lop_scorer *s, lop_unit u, const uint8_t *removed, double *scores, double *loss,
-                      lop_progress *p) {
+static lop_status ppl_group(lop_scorer *s, const group *g, lop_unit u, const uint8_t *removed, double *nll,
+                            double *base, lop_progress *p, int64_t *done) {
     const lop_model *m = s->m;
-    const lop_calib *c = s->cal;
-    int N = m->cfg.n_layers, ntok = c->n_samples * c->seq_len;
+    int N = m->cfg.n_layers, ntok = g->n_seq * g->seq_len;
     size_t bytes = (size_t)ntok * m->cfg.dim * sizeof(float);
-    lop_progress_total(p, (int64_t)N * (N + 1) / 2 + N);
-    int64_t done = 0;
-    LOP_TRY(lop_trainer_embed(s->t, c->tokens, ntok, s->x));
+    LOP_TRY(lop_trainer_embed(s->t, g->tokens, ntok, s->x));
     for (int l = 0; l < N; l++) {
         uint8_t live = live_modules(m, l, removed);
         if (live & lop_unit_bits(u)) {
             memcpy(s->y, s->x, bytes);
-            LOP_TRY(run_modules(s, l, live & ~lop_unit_bits(u), s->y)); /* the block without the unit */
-            LOP_TRY(lop_trainer_layers(s->t, l + 1, N, s->y, c->n_samples, c->seq_len));
-            double L;
-            LOP_TRY(head_loss(s, s->y, &L));
-            scores[l] = exp(L);
-        } else {
-            scores[l] = NAN;
+            LOP_TRY(run_modules(s, g, l, live & ~lop_unit_bits(u), s->y)); /* the block without the unit */
+            LOP_TRY(lop_trainer_layers(s->t, l + 1, N, s->y, g->n_seq, g->seq_len));
+            LOP_TRY(head_nll(s, g, s->y, &nll[l]));
         }
-        LOP_TRY(run_modules(s, l, live, s->x)); /* advance the cached input to block l + 1 */
-        done += N - l;
-        lop_progress_set(p, done);
+        LOP_TRY(run_modules(s, g, l, live, s->x)); /* advance the cached input to block l + 1 */
+        *done += N - l;
+        lop_progress_set(p, *done);
     }
-    LOP_TRY(head_loss(s, s->x, loss));
-    lop_progress_set(p, done + N);
+    LOP_TRY(head_nll(s, g, s->x, base));
+    *done += N;
+    lop_progress_set(p, *done);
     return LOP_OK;
 }
 
 /* ---- block influence -------------------------------------------------------------------- */
-static double mean_cos(const float *a, const float *b, int n, int dim) {
+static double sum_cos(const float *a, const float *b, int n, int dim) {
     double sum = 0;
     for (int i = 0; i < n; i++) {
         const float *x = a + (size_t)i * dim, *y = b + (size_t)i * dim;
@@ -226,33 +228,57 @@ static double mean_cos(const float *a, const float *b, int n, int dim) {
         }
         sum += xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 1.0;
     }
-    return sum / n;
+    return sum;
 }
 
-static lop_status bi(lop_scorer *s, lop_unit u, const uint8_t *removed, double *scores, double *loss,
-                     lop_progress *p) {
+static lop_status bi_group(lop_scorer *s, const group *g, lop_unit u, const uint8_t *removed, double *cos_sum,
+                           double *base, lop_progress *p, int64_t *done) {
     const lop_model *m = s->m;
-    const lop_calib *c = s->cal;
-    int N = m->cfg.n_layers, ntok = c->n_samples * c->seq_len;
+    int N = m->cfg.n_layers, ntok = g->n_seq * g->seq_len;
     size_t bytes = (size_t)ntok * m->cfg.dim * sizeof(float);
-    lop_progress_total(p, N);
-    LOP_TRY(lop_trainer_embed(s->t, c->tokens, ntok, s->x));
+    LOP_TRY(lop_trainer_embed(s->t, g->tokens, ntok, s->x));
     for (int l = 0; l < N; l++) {
         uint8_t live = live_modules(m, l, removed), mine = live & lop_unit_bits(u);
         if (!mine) {
-            scores[l] = NAN;
-            LOP_TRY(run_modules(s, l, live, s->x));
+            LOP_TRY(run_modules(s, g, l, live, s->x));
             continue;
         }
         /* modules before the unit (the attention, when the unit is the FFN), the unit, the rest */
-        if (u == LOP_UNIT_FFN) LOP_TRY(run_modules(s, l, live & LOP_SKIP_ATTN, s->x));
+        if (u == LOP_UNIT_FFN) LOP_TRY(run_modules(s, g, l, live & LOP_SKIP_ATTN, s->x));
         memcpy(s->y, s->x, bytes);
-        LOP_TRY(run_modules(s, l, mine, s->x));
-        scores[l] = 1.0 - mean_cos(s->y, s->x, ntok, m->cfg.dim);
-        if (u == LOP_UNIT_ATTN) LOP_TRY(run_modules(s, l, live & LOP_SKIP_FFN, s->x));
-        lop_progress_set(p, l + 1);
+        LOP_TRY(run_modules(s, g, l, mine, s->x));
+        cos_sum[l] += sum_cos(s->y, s->x, ntok, m->cfg.dim);
+        if (u == LOP_UNIT_ATTN) LOP_TRY(run_modules(s, g, l, live & LOP_SKIP_FFN, s->x));
+        lop_progress_set(p, ++*done);
     }
-    return head_loss(s, s->x, loss);
+    return head_nll(s, g, s->x, base);
+}
+
+/* PPL or BI over every group, then per-unit scores */
+static lop_status forward_criterion(lop_scorer *s, lop_criterion c, lop_unit u, const uint8_t *removed,
+                                    double *scores, double *loss, lop_progress *p) {
+    const lop_model *m = s->m;
+    const lop_calib *cal = s->cal;
+    int N = m->cfg.n_layers;
+    double *acc = calloc((size_t)N, sizeof(double)), base = 0;
+    if (!acc) return lop_fail(LOP_ERR_OOM, "out of memory");
+    int64_t groups = (cal->n_samples + s->fwd_samples - 1) / s->fwd_samples, done = 0;
+    lop_progress_total(p, groups * (c == LOP_CRIT_PPL ? (int64_t)N * (N + 1) / 2 + N : N));
+    lop_status st = LOP_OK;
+    for (int k = 0; k < cal->n_samples && st == LOP_OK; k += s->fwd_samples) {
+        group g = {cal->tokens + (size_t)k * cal->seq_len,
+                   cal->n_samples - k < s->fwd_samples ? cal->n_samples - k : s->fwd_samples, cal->seq_len};
+        st = c == LOP_CRIT_PPL ? ppl_group(s, &g, u, removed, acc, &base, p, &done)
+                               : bi_group(s, &g, u, removed, acc, &base, p, &done);
+    }
+    double scored = (double)cal->n_samples * (cal->seq_len - 1), tokens = (double)cal->n_samples * cal->seq_len;
+    for (int l = 0; l < N; l++) {
+        if (!lop_unit_exists(m, u, l, removed)) scores[l] = NAN;
+        else scores[l] = c == LOP_CRIT_PPL ? exp(acc[l] / scored) : 1.0 - acc[l] / tokens;
+    }
+    *loss = base / scored;
+    free(acc);
+    return st;
 }
 
 lop_status lop_scorer_run(lop_scorer *s, lop_criterion c, lop_unit u, const uint8_t *removed, double *scores,
@@ -263,8 +289,8 @@ lop_status lop_scorer_run(lop_scorer *s, lop_criterion c, lop_unit u, const uint
     switch (c) {
     case LOP_CRIT_MAGNITUDE: lop_magnitude_scores(s->m, u, removed, scores); break;
     case LOP_CRIT_TAYLOR: st = taylor(s, u, removed, scores, &loss, progress); break;
-    case LOP_CRIT_PPL: st = ppl(s, u, removed, scores, &loss, progress); break;
-    case LOP_CRIT_BI: st = bi(s, u, removed, scores, &loss, progress); break;
+    case LOP_CRIT_PPL:
+    case LOP_CRIT_BI: st = forward_criterion(s, c, u, removed, scores, &loss, progress); break;
     default: st = lop_fail(LOP_ERR_ARG, "unknown criterion %d", (int)c);
     }
     if (calib_loss) *calib_loss = loss;

@@ -41,6 +41,8 @@ typedef struct lop_scorer lop_scorer;
 typedef struct lop_scorer_opts {
     int n_threads;   /* 0 = all cores */
     int bwd_samples; /* calibration samples per backward call (Taylor); 0 = as many as fit 512 tokens */
+    int fwd_samples; /* samples per forward call (PPL, BI); 0 = as many as fit 4096 tokens. Memory
+                        scales with these, not with the calibration size */
 } lop_scorer_opts;
 
 /* Binds model and calibration (both must outlive the scorer). */
