@@ -19,6 +19,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 
 /* "1,2,3" -> malloc'd ids; 0 on success, -1 on a malformed list. */
 int cli_parse_ids(const char *s, int32_t **ids, int *n);
