@@ -23,4 +23,5 @@ int cmd_prune(int argc, char **argv);
 
 /* "1,2,3" -> malloc'd ids; 0 on success, -1 on a malformed list. */
 int cli_parse_ids(const char *s, int32_t **ids, int *n);
+int cmd_eval(int argc, char **argv);
 #endif

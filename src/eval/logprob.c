@@ -1,22 +1,47 @@
 /* Batched sequence scoring; see logprob.h. Each batch is one forward over the packed sequences with
- * logits only at the positions that predict a scored token; log-softmax in double precision. */
+ * logits only at the positions that predict a scored token; log-softmax rows in parallel, the
+ * exponentials in float and their sum and the log in double. */
 #include "eval/logprob.h"
 
 #include <math.h>
 #include <stdlib.h>
 
 #include "core/status.h"
+#include "core/threads.h"
+#include "runtime/cpu/simd.h"
 
-/* log p(target) from one row of logits, and whether target is the argmax */
-static double row_logprob(const float *row, int V, int target, int *is_argmax) {
+double lop_logits_lse(const float *row, int V, int *argmax) {
+    if (lop_cpu_simd_available()) return lop_cpu_lse_avx2(row, V, argmax);
     float mx = row[0];
     int arg = 0;
     for (int i = 1; i < V; i++)
         if (row[i] > mx) mx = row[i], arg = i;
+    /* exp in float (each term is in (0, 1]), summed in double */
     double z = 0;
-    for (int i = 0; i < V; i++) z += exp((double)row[i] - mx);
-    *is_argmax = arg == target;
-    return (double)row[target] - mx - log(z);
+    for (int i = 0; i < V; i++) z += expf(row[i] - mx);
+    if (argmax) *argmax = arg;
+    return (double)mx + log(z);
+}
+
+/* log-softmax of the scored rows, in parallel: one row per scored token */
+typedef struct rows_job {
+    const float *logits;
+    const int32_t *target;
+    int V;
+    double *lp;
+    int *is_argmax;
+} rows_job;
+
+static void rows_logprob(void *ctx, int64_t r0, int64_t r1, int thread) {
+    (void)thread;
+    rows_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *row = j->logits + (size_t)r * j->V;
+        int am;
+        double lse = lop_logits_lse(row, j->V, &am);
+        j->lp[r] = (double)row[j->target[r]] - lse;
+        j->is_argmax[r] = am == j->target[r];
+    }
 }
 
 lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, lop_score *out,
@@ -35,11 +60,18 @@ lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, 
             return lop_fail(LOP_ERR_ARG, "sequence %d: first scored token %d outside 1..%d", r, reqs[r].first,
                             reqs[r].n_tokens);
     }
-    int32_t *tok = malloc((size_t)budget * 4 * sizeof(int32_t));
+    int32_t *tok = malloc((size_t)budget * 5 * sizeof(int32_t));
+    double *lp = malloc((size_t)budget * sizeof(double));
+    int *am = malloc((size_t)budget * sizeof(int));
     float *logits = NULL;
     size_t logits_cap = 0;
-    if (!tok) return lop_fail(LOP_ERR_OOM, "out of memory (scoring)");
-    int32_t *seq = tok + budget, *pos = tok + 2 * budget, *oidx = tok + 3 * budget;
+    if (!tok || !lp || !am) {
+        free(tok);
+        free(lp);
+        free(am);
+        return lop_fail(LOP_ERR_OOM, "out of memory (scoring)");
+    }
+    int32_t *seq = tok + budget, *pos = tok + 2 * budget, *oidx = tok + 3 * budget, *target = tok + 4 * budget;
     size_t tl_off = 0;
     lop_status st = LOP_OK;
     for (int r0 = 0; r0 < n && st == LOP_OK;) {
@@ -51,7 +83,10 @@ lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, 
                 seq[nt + t] = r1 - r0;
                 pos[nt + t] = t;
             }
-            for (int t = q->first - 1; t < q->n_tokens - 1; t++) oidx[no++] = nt + t;
+            for (int t = q->first - 1; t < q->n_tokens - 1; t++, no++) {
+                oidx[no] = nt + t;
+                target[no] = q->tokens[t + 1];
+            }
             nt += q->n_tokens;
             r1++;
         }
@@ -66,23 +101,27 @@ lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, 
         }
         lop_batch b = {nt, tok, seq, pos, no, oidx};
         st = lop_engine_forward(e, &b, logits);
+        if (st == LOP_OK) {
+            rows_job job = {logits, target, V, lp, am};
+            lop_parallel_for(no, 16, rows_logprob, &job);
+        }
         int row = 0;
         for (int r = r0; r < r1 && st == LOP_OK; r++) {
             const lop_score_req *q = &reqs[r];
             lop_score s = {0, 0, 1};
             for (int t = q->first; t < q->n_tokens; t++, row++) {
-                int am;
-                double lp = row_logprob(logits + (size_t)row * V, V, q->tokens[t], &am);
-                s.logprob += lp;
+                s.logprob += lp[row];
                 s.n_scored++;
-                s.greedy &= am;
-                if (token_logprobs) token_logprobs[tl_off++] = lp;
+                s.greedy &= am[row];
+                if (token_logprobs) token_logprobs[tl_off++] = lp[row];
             }
             out[r] = s;
         }
         r0 = r1;
     }
     free(tok);
+    free(lp);
+    free(am);
     free(logits);
     return st;
 }

@@ -24,4 +24,8 @@ typedef struct lop_score {
  * receives per request the log-probs of its scored tokens, back to back in request order. */
 lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, lop_score *out,
                                double *token_logprobs);
+
+/* log(sum(exp(row))) over V logits (max-shifted; exp in float, sum in double); argmax (first of
+ * ties, like numpy/torch) into *argmax when not NULL. log p(t) = row[t] - lop_logits_lse(row). */
+double lop_logits_lse(const float *row, int V, int *argmax);
 #endif

@@ -9,7 +9,10 @@
 
 /* n_tokens tokens; token i belongs to sequence slot seq[i] at position pos[i]. Tokens of one
  * sequence appear in increasing position order; positions below pos[i] must already be cached
- * (or be earlier tokens of this batch). Logits are produced for the n_out token indices out_idx[]. */
+ * (or be earlier tokens of this batch). Logits are produced for the n_out token indices out_idx[].
+ * A token at position p writes its slot's cache entry p and attends to entries 0..p only, so a
+ * later batch may run other tokens at positions ≥ p of the same slot and they replace what was
+ * there (eval/prefix_score.c runs several continuations after one cached prefix this way). */
 typedef struct lop_batch {
     int n_tokens;
     const int32_t *tokens, *seq, *pos;

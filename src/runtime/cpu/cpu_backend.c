@@ -1,5 +1,7 @@
 /* The CPU backend: fp32 reference forward pass for any per-layer shape, OpenBLAS for the matrix
- * products, OpenMP across tokens × heads for attention, fp32 KV cache per sequence slot.
+ * products, attention by BLAS for long runs of positions (attn_run.h) and across tokens × heads on
+ * the thread pool otherwise (AVX2 kernels from simd.h when the CPU has them, the ops.h reference
+ * otherwise), fp32 KV cache per sequence slot.
  * Weights stored as F16/BF16 are converted once to fp32 copies the backend owns. */
 #include <cblas.h>
 #include <stdlib.h>
@@ -9,7 +11,9 @@
 #include "core/threads.h"
 #include "model/synth.h"
 #include "runtime/backend.h"
+#include "runtime/cpu/attn_run.h"
 #include "runtime/cpu/ops.h"
+#include "runtime/cpu/simd.h"
 
 typedef struct cpu_layer {
     const float *attn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
@@ -28,6 +32,9 @@ struct lop_backend {
     /* scratch, sized for cap tokens */
     int cap;
     float *x, *xb, *q, *k, *v, *att, *g, *u, *scores;
+    int32_t *idx; /* [cap] tokens for the per-token attention kernel */
+    float *S;     /* attention-run scores, S_cap floats */
+    size_t S_cap;
 };
 
 static void *be_alloc(lop_backend *be, size_t bytes, const char *what, lop_status *st) {
@@ -80,6 +87,8 @@ static void cpu_destroy(lop_backend *be) {
     free(be->g);
     free(be->u);
     free(be->scores);
+    free(be->idx);
+    free(be->S);
     free(be);
 }
 
@@ -114,6 +123,11 @@ static lop_status ensure_scratch(lop_backend *be, int n) {
             be->cap = 0;
             return lop_fail(LOP_ERR_OOM, "out of memory: activations for %d tokens", cap);
         }
+    }
+    free(be->idx);
+    if (!(be->idx = malloc((size_t)cap * sizeof *be->idx))) {
+        be->cap = 0;
+        return lop_fail(LOP_ERR_OOM, "out of memory: activations for %d tokens", cap);
     }
     be->cap = cap;
     return LOP_OK;
@@ -184,6 +198,9 @@ typedef struct attn_job {
     const lop_batch *b;
     const cpu_layer *L;
     int nh, nkv, hd;
+    int simd;           /* AVX2 attention (simd.h) */
+    const int32_t *idx; /* the tokens left to the per-token kernel */
+    int n_idx;
 } attn_job;
 
 static void rope_and_cache(void *ctx, int64_t i0, int64_t i1, int thread) {
@@ -207,15 +224,42 @@ static void attend(void *ctx, int64_t it0, int64_t it1, int thread) {
     int qd = j->nh * j->hd, kvd = j->nkv * j->hd;
     float *scratch = be->scores + (size_t)thread * be->max_seq;
     for (int64_t it = it0; it < it1; it++) {
-        int i = (int)(it / j->nh), h = (int)(it % j->nh);
+        int i = j->idx[it % j->n_idx], h = (int)(it / j->n_idx); /* head-major: one head's K/V stays in cache */
         size_t base = (size_t)j->b->seq[i] * be->max_seq * kvd;
-        lop_cpu_attention(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
-                          j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
+        if (j->simd)
+            lop_cpu_attention_avx2(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
+                                   j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
+        else
+            lop_cpu_attention(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base, j->L->vc + base,
+                              j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, h, h + 1, scratch);
     }
 }
 
 static void add_rows(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* Runs shorter than this go to the per-token kernel (decode, short continuations, 128-token
+ * windows: there the kernel's K/V fit in L1/L2 and it costs ~4 % of the forward). */
+#define ATTN_RUN_MIN 256
+#define ATTN_RUN_ROWS 256
+
+/* grows the attention-run score buffer to the largest run of this batch (n x last position) */
+static lop_status ensure_runs(lop_backend *be, const lop_batch *b) {
+    size_t need = 0;
+    for (int i = 0; i < b->n_tokens;) {
+        int k = i + 1;
+        while (k < b->n_tokens && b->seq[k] == b->seq[i] && b->pos[k] == b->pos[k - 1] + 1) k++;
+        size_t rows = k - i < ATTN_RUN_ROWS ? (size_t)(k - i) : ATTN_RUN_ROWS;
+        if (k - i >= ATTN_RUN_MIN && rows * (size_t)(b->pos[k - 1] + 1) > need) need = rows * (size_t)(b->pos[k - 1] + 1);
+        i = k;
+    }
+    if (need <= be->S_cap) return LOP_OK;
+    free(be->S);
+    be->S_cap = 0;
+    if (!(be->S = malloc(need * sizeof *be->S))) return lop_fail(LOP_ERR_OOM, "out of memory: attention scores (%zu floats)", need);
+    be->S_cap = need;
+    return LOP_OK;
 }
 
 static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits) {
@@ -232,6 +276,7 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
     for (int j = 0; j < b->n_out; j++)
         if (b->out_idx[j] < 0 || b->out_idx[j] >= n) return lop_fail(LOP_ERR_ARG, "logit index %d out of range", b->out_idx[j]);
     LOP_TRY(ensure_scratch(be, n > b->n_out ? n : b->n_out));
+    LOP_TRY(ensure_runs(be, b));
     float *x = be->x, *xb = be->xb;
     for (int i = 0; i < n; i++) memcpy(x + (int64_t)i * dim, be->emb + (int64_t)b->tokens[i] * dim, dim * sizeof(float));
 
@@ -244,9 +289,23 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
             lop_cpu_linear(be->q, xb, L->wq, L->bq, n, qd, dim);
             lop_cpu_linear(be->k, xb, L->wk, L->bk, n, kvd, dim);
             lop_cpu_linear(be->v, xb, L->wv, L->bv, n, kvd, dim);
-            attn_job job = {be, b, L, nh, nkv, hd};
+            attn_job job = {be, b, L, nh, nkv, hd, hd % 8 == 0 && lop_cpu_simd_available(), be->idx, 0};
             lop_parallel_for(n, 1, rope_and_cache, &job);
-            lop_parallel_for((int64_t)n * nh, 1, attend, &job);
+            /* runs of >= ATTN_RUN_MIN consecutive positions of one sequence: two GEMMs per head
+             * (attn_run.h); every other token: the per-token kernel */
+            for (int i = 0; i < n;) {
+                int k = i + 1;
+                while (k < n && b->seq[k] == b->seq[i] && b->pos[k] == b->pos[k - 1] + 1) k++;
+                if (k - i >= ATTN_RUN_MIN) { /* ensure_runs sized S */
+                    size_t base = (size_t)b->seq[i] * be->max_seq * kvd;
+                    lop_cpu_attention_run(be->att + (int64_t)i * qd, qd, be->q + (int64_t)i * qd, qd, L->kc + base,
+                                          L->vc + base, kvd, b->pos[i], k - i, nh, nkv, hd, be->S);
+                } else {
+                    for (int t = i; t < k; t++) be->idx[job.n_idx++] = t;
+                }
+                i = k;
+            }
+            lop_parallel_for((int64_t)job.n_idx * nh, 1, attend, &job);
             lop_cpu_linear(xb, be->att, L->wo, L->bo, n, dim, qd);
             add_rows(x, xb, (int64_t)n * dim);
         }
@@ -255,7 +314,8 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
             lop_cpu_rmsnorm(xb, x, L->ffn_norm, n, dim, c->norm_eps);
             lop_cpu_linear(be->g, xb, L->wg, L->bg, n, f, dim);
             lop_cpu_linear(be->u, xb, L->wu, L->bu, n, f, dim);
-            lop_cpu_swiglu(be->g, be->g, be->u, (int64_t)n * f);
+            if (lop_cpu_simd_available()) lop_cpu_swiglu_avx2(be->g, be->g, be->u, (int64_t)n * f);
+            else lop_cpu_swiglu(be->g, be->g, be->u, (int64_t)n * f);
             lop_cpu_linear(xb, be->g, L->wd, L->bd, n, dim, f);
             add_rows(x, xb, (int64_t)n * dim);
         }
