@@ -229,6 +229,9 @@ cJSON *lop_width_report(const lop_model *m, const lop_model *pruned, const lop_w
             cJSON *e = cJSON_CreateObject();
             if (cal->samples[k].file >= 0) cJSON_AddNumberToObject(e, "file", cal->samples[k].file);
             cJSON_AddNumberToObject(e, "token_offset", (double)cal->samples[k].offset);
+            cJSON *ids = cJSON_AddArrayToObject(e, "ids");
+            for (int t = 0; t < cal->seq_len; t++)
+                cJSON_AddItemToArray(ids, cJSON_CreateNumber(cal->tokens[(size_t)k * cal->seq_len + t]));
             cJSON_AddItemToArray(sm, e);
         }
     } else cJSON_AddStringToObject(c, "source", "none (magnitude needs no data)");
