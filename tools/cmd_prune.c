@@ -204,7 +204,7 @@ int cmd_prune(int argc, char **argv) {
             return cli_usage_error("prune", "--width takes a percentage (20%) or params=COUNT, not a unit count");
         return prune_width(argv[optind], width, &wo, padded, calib_arg, n_samples, seq_len, seed, dry, out);
     }
-    if (!depth) return cli_usage_error("prune", "--depth TARGET or --width TARGET is required (e.g. --depth 9, 27% or params=4.9B)");
+    if (!depth) return cli_usage_error("prune", "--depth TARGET is required (or --width TARGET; e.g. --depth 9, 27% or params=4.9B)");
     if (!out && !dry) return cli_usage_error("prune", "-o OUTDIR is required (or --dry-run)");
     if (n_samples < 1 || seq_len < 2 || o.scorer.n_threads < 0)
         return cli_usage_error("prune", "--samples must be >= 1, --seq-len >= 2, --threads >= 0");
