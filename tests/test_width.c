@@ -122,6 +122,45 @@ static void test_wanda_flap_hand(void **state) {
     lop_model_free(m);
 }
 
+/* llm-pruner: sum over a group of |W dL/dW|, each dL/dW by central differences of the float64 loss */
+static void test_llm_pruner_hand(void **state) {
+    (void)state;
+    lop_model *m = model3(7);
+    lop_calib cal;
+    assert_int_equal(lop_calib_random(m, 2, 6, 3, &cal), LOP_OK);
+    lop_width_opts o = opts(LOP_WM_LLM_PRUNER, LOP_GQA_QUERY, 0.2);
+    lop_width_plan p;
+    assert_int_equal(lop_width_plan_make(m, &cal, &o, &p), LOP_OK);
+    dref *d = dref_new(m);
+    int D = 16, hd = 4, qd = 24, f = 24, l = 1, h = 2, c = 5;
+    double norm = 1.0 / (2 * 5), eps = 1e-5;
+    double want_h = 0, want_c = 0;
+    struct { int field, i0, n, stride; double *acc; } parts[5] = {
+        {LOP_LF_wq, h * hd * D, hd * D, 1, &want_h}, {LOP_LF_wo, h * hd, D * hd, 0, &want_h},
+        {LOP_LF_w_gate, c * D, D, 1, &want_c},      {LOP_LF_w_up, c * D, D, 1, &want_c},
+        {LOP_LF_w_down, c, D, f, &want_c}};
+    for (int k = 0; k < 5; k++) {
+        double *w = dref_tensor(d, (lop_param_id){l, parts[k].field});
+        for (int e = 0; e < parts[k].n; e++) {
+            int idx = parts[k].field == LOP_LF_wo ? (e / hd) * qd + h * hd + e % hd
+                                                  : parts[k].i0 + e * (parts[k].stride ? parts[k].stride : 1);
+            double w0 = w[idx];
+            w[idx] = w0 + eps;
+            double lp = dref_loss(d, cal.tokens, 2, 6, 1, NULL);
+            w[idx] = w0 - eps;
+            double lm = dref_loss(d, cal.tokens, 2, 6, 1, NULL);
+            w[idx] = w0;
+            *parts[k].acc += fabs(w0 * (lp - lm) / (2 * eps) * norm);
+        }
+    }
+    close_to(p.head_score[l][h], want_h, 2e-3, "llm-pruner head", h);
+    close_to(p.ch_score[l][c], want_c, 2e-3, "llm-pruner channel", c);
+    dref_free(d);
+    lop_width_plan_free(&p);
+    lop_calib_free(&cal);
+    lop_model_free(m);
+}
+
 static void test_gqa_invariants(void **state) {
     (void)state;
     lop_model *m = model3(3);
@@ -236,7 +275,6 @@ static void test_bad_args(void **state) {
     lop_gqa_mode g;
     assert_int_equal(lop_width_method_parse("wanda", &me), LOP_ERR_ARG);
     assert_non_null(strstr(lop_last_error(), "wanda-sp"));
-    assert_int_equal(lop_width_method_parse("llm-pruner", &me), LOP_ERR_UNSUPPORTED);
     assert_int_equal(lop_gqa_mode_parse("groups", &g), LOP_ERR_ARG);
     lop_model_free(m);
 }
@@ -246,6 +284,7 @@ int main(void) {
         cmocka_unit_test(test_magnitude_hand),        cmocka_unit_test(test_wanda_flap_hand),
         cmocka_unit_test(test_gqa_invariants),        cmocka_unit_test(test_flap_compensation),
         cmocka_unit_test(test_padded_equals_compact), cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_llm_pruner_hand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

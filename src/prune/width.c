@@ -14,16 +14,14 @@
 #include "model/synth.h"
 #include "train/train.h"
 
-static const char *const method_names[LOP_WM_COUNT] = {"magnitude", "wanda-sp", "flap"};
+static const char *const method_names[LOP_WM_COUNT] = {"magnitude", "wanda-sp", "flap", "llm-pruner"};
 
 const char *lop_width_method_name(lop_width_method m) { return m < LOP_WM_COUNT ? method_names[m] : "?"; }
 
 lop_status lop_width_method_parse(const char *s, lop_width_method *out) {
     for (int i = 0; i < LOP_WM_COUNT; i++)
         if (!strcmp(s, method_names[i])) return *out = (lop_width_method)i, LOP_OK;
-    if (!strcmp(s, "llm-pruner"))
-        return lop_fail(LOP_ERR_UNSUPPORTED, "--method llm-pruner is not implemented yet (magnitude, wanda-sp, flap)");
-    return lop_fail(LOP_ERR_ARG, "unknown --method '%s' (expected magnitude, wanda-sp or flap)", s);
+    return lop_fail(LOP_ERR_ARG, "unknown --method '%s' (expected magnitude, wanda-sp, flap or llm-pruner)", s);
 }
 
 lop_status lop_gqa_mode_parse(const char *s, lop_gqa_mode *out) {
@@ -119,14 +117,25 @@ void lop_width_plan_free(lop_width_plan *p) {
 }
 
 /* ---- scores --------------------------------------------------------------------------------- */
-static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs) {
+/* sum over each group of |W| (grads NULL) or |W * dL/dW| (grads: the gradient store) */
+static float *group_w(const lop_model *m, int l, int field, const lop_grad_store *gs) {
+    float *w = f32_copy(lop_layer_tensor_c(&m->w.layers[l], field));
+    if (w && gs) {
+        const float *g = lop_grad_store_get(gs, (lop_param_id){l, field});
+        int64_t n = lop_tensor_numel(lop_layer_tensor_c(&m->w.layers[l], field));
+        for (int64_t i = 0; i < n; i++) w[i] *= g ? g[i] : 0.0f;
+    }
+    return w;
+}
+
+static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs, const lop_grad_store *gs) {
     const lop_layer_shape *s = &m->cfg.layers[l];
-    const lop_layer_weights *W = &m->w.layers[l];
     int D = m->cfg.dim;
     lop_status st = LOP_OK;
     if (s->n_heads) {
         int hd = s->head_dim, qd = s->n_heads * hd, qpg = s->n_heads / s->n_kv_heads;
-        float *q = f32_copy(&W->wq), *o = f32_copy(&W->wo), *k = f32_copy(&W->wk), *v = f32_copy(&W->wv);
+        float *q = group_w(m, l, LOP_LF_wq, gs), *o = group_w(m, l, LOP_LF_wo, gs), *k = group_w(m, l, LOP_LF_wk, gs),
+              *v = group_w(m, l, LOP_LF_wv, gs);
         if (!q || !o || !k || !v) st = LOP_ERR_OOM;
         for (int h = 0; st == LOP_OK && h < s->n_heads; h++) {
             double a = 0;
@@ -145,7 +154,7 @@ static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *h
     }
     if (st == LOP_OK && s->ffn_dim) {
         int f = s->ffn_dim;
-        float *gt = f32_copy(&W->w_gate), *up = f32_copy(&W->w_up), *dn = f32_copy(&W->w_down);
+        float *gt = group_w(m, l, LOP_LF_w_gate, gs), *up = group_w(m, l, LOP_LF_w_up, gs), *dn = group_w(m, l, LOP_LF_w_down, gs);
         if (!gt || !up || !dn) st = LOP_ERR_OOM;
         for (int c = 0; st == LOP_OK && c < f; c++) {
             double a = 0;
@@ -225,6 +234,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     if (m->synthetic) LOP_TRY(lop_synth_materialize(m));
     if (!m->weights_loaded) return lop_fail(LOP_ERR_ARG, "%s: weights not loaded", m->source);
     int L = m->cfg.n_layers, D = m->cfg.dim, l0 = o->layer0, l1 = o->layer1 ? o->layer1 : L;
+    if (o->method == LOP_WM_LLM_PRUNER && !o->layer1 && !o->layer0 && L > 6) l0 = 4, l1 = L - 2;
     if (l0 < 0 || l1 > L || l0 >= l1)
         return lop_fail(LOP_ERR_ARG, "--layers %d:%d: expected A:B with 0 <= A < B <= %d", l0, l1, L);
     int R = o->round;
@@ -286,7 +296,17 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     float *x = NULL, *x0 = NULL;
     double **mean_o = NULL, **mean_d = NULL;
     int ns = cal ? cal->n_samples : 0, T = cal ? cal->seq_len : 0, n = ns * T;
-    if (o->method != LOP_WM_MAGNITUDE) {
+    lop_grad_store *gs = NULL;
+    if (o->method == LOP_WM_LLM_PRUNER) { /* gradients of the mean calibration NLL, one sample per call */
+        lop_trainer_opts to = {.max_tokens = T, .n_threads = o->n_threads};
+        st = lop_trainer_create(m, &to, &tr);
+        if (st == LOP_OK) st = lop_grad_store_new(m, &gs);
+        lop_grad_sink sink = gs ? lop_grad_store_sink(gs) : (lop_grad_sink){0};
+        for (int k = 0; st == LOP_OK && k < ns; k++)
+            st = lop_trainer_backward(tr, cal->tokens + (size_t)k * T, 1, T, 1, 1.0 / ((double)ns * (T - 1)), &sink, NULL, NULL);
+        lop_trainer_free(tr);
+        tr = NULL;
+    } else if (o->method != LOP_WM_MAGNITUDE) {
         lop_trainer_opts to = {.max_tokens = n, .max_bwd_tokens = T, .n_threads = o->n_threads};
         st = lop_trainer_create(m, &to, &tr);
         x = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
@@ -302,9 +322,9 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
         int nu = units_per_layer(s, o->gqa), qk = s->n_heads ? (int)llround(nu * (1 - best_r)) : 0;
         if (qk < 1) qk = 1;
         int fk = s->ffn_dim ? round_ffn(s->ffn_dim * (1 - best_r), R, s->ffn_dim) : 0;
-        if (o->method == LOP_WM_MAGNITUDE) {
+        if (o->method == LOP_WM_MAGNITUDE || o->method == LOP_WM_LLM_PRUNER) {
             if (!in_range) continue;
-            st = magnitude(m, l, o->gqa, p->head_score[l], p->ch_score[l]);
+            st = magnitude(m, l, o->gqa, p->head_score[l], p->ch_score[l], gs);
             if (s->n_heads) select_heads(s, o->gqa, qk, p->head_score[l], p->head_keep[l]);
             if (s->ffn_dim) keep_top(p->ch_score[l], s->ffn_dim, fk, p->ch_keep[l]);
             continue;
@@ -352,6 +372,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
         }
     }
     lop_trainer_free(tr);
+    lop_grad_store_free(gs);
     free(x);
     free(x0);
 

@@ -14,6 +14,9 @@
  *              layer and both types gives a different width in every layer, and the removed
  *              channels' mean input times their W columns is added to the o_proj / down_proj bias
  *              (exact when the input equals its calibration mean).
+ *   llm-pruner sum over the group's weights of |W * dL/dW| (first-order Taylor, element-wise; L the
+ *              mean calibration NLL, gradients from the CPU backward summed over all samples); the
+ *              same ratio in every block of the range, default blocks 4 .. n-3 (first 4, last 2 kept).
  * GQA: LOP_GQA_QUERY (default) removes query heads inside each KV group, the same number in every
  * group (K/V and the KV cache stay whole; finer steps: SmolLM2 has 9 heads in 3 groups, whole groups
  * would remove a third of the attention at a time). LOP_GQA_KV removes whole groups (a KV head with
@@ -27,7 +30,7 @@
 #include "prune/calib.h"
 #include "prune/depth.h"
 
-typedef enum lop_width_method { LOP_WM_MAGNITUDE = 0, LOP_WM_WANDA_SP, LOP_WM_FLAP, LOP_WM_COUNT } lop_width_method;
+typedef enum lop_width_method { LOP_WM_MAGNITUDE = 0, LOP_WM_WANDA_SP, LOP_WM_FLAP, LOP_WM_LLM_PRUNER, LOP_WM_COUNT } lop_width_method;
 typedef enum lop_gqa_mode { LOP_GQA_QUERY = 0, LOP_GQA_KV } lop_gqa_mode;
 
 const char *lop_width_method_name(lop_width_method m);
@@ -39,7 +42,7 @@ typedef struct lop_width_opts {
     lop_gqa_mode gqa;
     lop_depth_target target; /* LOP_DEPTH_RATIO or LOP_DEPTH_PARAMS (a unit count is an error) */
     int round;               /* kept FFN widths are multiples of this (1 = no rounding); heads are whole */
-    int layer0, layer1;      /* prune blocks [layer0, layer1); layer1 = 0 means all */
+    int layer0, layer1;      /* prune blocks [layer0, layer1); layer1 = 0: all (llm-pruner: 4 .. n-3) */
     int n_threads;           /* 0 = all cores */
 } lop_width_opts;
 
