@@ -80,8 +80,13 @@ def main():
     reps = {m: json.loads((Path(r) / "pruning.json").read_text()) for m, r in (("wanda-sp", a.wanda_run),
                                                                                 ("flap", a.flap_run))}
     result = {"script": "tests/torch_width_scores.py", "torch": torch.__version__, "model_loader": how}
+    with_ids = [r for r in reps.values() if "ids" in r["calibration"]["samples"][0]]
     for meth, rep in reps.items():
-        ids = torch.tensor([s["ids"] for s in rep["calibration"]["samples"]])
+        # a run without ids (older lop) used the same windows when its offsets match another run's
+        src = rep if "ids" in rep["calibration"]["samples"][0] else with_ids[0]
+        assert [s["token_offset"] for s in src["calibration"]["samples"]] == \
+            [s["token_offset"] for s in rep["calibration"]["samples"]], "different calibration windows"
+        ids = torch.tensor([s["ids"] for s in src["calibration"]["samples"]])
         T = ids.shape[1]
         h = model.model.embed_tokens(ids)
         pos = torch.arange(T).unsqueeze(0).expand(ids.shape[0], -1)
