@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Renders the SmolLM2 width-pruning table (markdown) from bench/width/smollm2/{ppl.jsonl,*.log}.
-    python3 bench/width/make_table.py > bench/width/table.md"""
+    python3 bench/width/make_table.py (the table in README.md)"""
 import json
 import re
 from pathlib import Path
