@@ -252,6 +252,33 @@ static void test_padded_equals_compact(void **state) {
     lop_model_free(m);
 }
 
+/* --round: kept FFN widths are multiples; params= target: the nearest reachable count */
+static void test_round_and_params(void **state) {
+    (void)state;
+    lop_model *m = model3(8);
+    lop_width_opts o = opts(LOP_WM_MAGNITUDE, LOP_GQA_QUERY, 0.3);
+    o.round = 8;
+    lop_width_plan p;
+    lop_model *pm;
+    assert_int_equal(lop_width_plan_make(m, NULL, &o, &p), LOP_OK);
+    assert_int_equal(lop_width_apply(m, &p, 0, &pm), LOP_OK);
+    for (int l = 0; l < 3; l++) assert_int_equal(pm->cfg.layers[l].ffn_dim % 8, 0);
+    lop_model_free(pm);
+    lop_width_plan_free(&p);
+    int64_t before = lop_model_n_params(m), want = before - 3000;
+    o = (lop_width_opts){.method = LOP_WM_MAGNITUDE, .target = {.kind = LOP_DEPTH_PARAMS, .params = want}, .round = 1};
+    assert_int_equal(lop_width_plan_make(m, NULL, &o, &p), LOP_OK);
+    assert_int_equal(lop_width_apply(m, &p, 0, &pm), LOP_OK);
+    int64_t got = lop_model_n_params(pm);
+    /* one ratio for heads and channels: reachable counts move by a head per group in every layer
+     * (3 x 2 x 128 = 768) and a channel per layer (3 x 48), so the nearest is within half the first
+     * plus the second */
+    assert_true(got < before && llabs(got - want) <= 768 / 2 + 144);
+    lop_model_free(pm);
+    lop_width_plan_free(&p);
+    lop_model_free(m);
+}
+
 static void test_bad_args(void **state) {
     (void)state;
     lop_model *m = model3(6);
@@ -284,7 +311,7 @@ int main(void) {
         cmocka_unit_test(test_magnitude_hand),        cmocka_unit_test(test_wanda_flap_hand),
         cmocka_unit_test(test_gqa_invariants),        cmocka_unit_test(test_flap_compensation),
         cmocka_unit_test(test_padded_equals_compact), cmocka_unit_test(test_bad_args),
-        cmocka_unit_test(test_llm_pruner_hand),
+        cmocka_unit_test(test_llm_pruner_hand),       cmocka_unit_test(test_round_and_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
