@@ -1,7 +1,8 @@
 /* lop prune MODEL --depth TARGET -o OUTDIR: depth pruning (Shortened LLaMA). Scores every block
  * (or attention / FFN module) with a criterion on calibration text, removes the least important
  * ones under the "+" rule, prints the score table, and writes a stock HF checkpoint plus
- * pruning.json. */
+ * pruning.json. lop prune MODEL --width TARGET --method M -o OUTDIR: width pruning (heads and FFN
+ * channels; src/prune/width.h), the same calibration, writer and pruning.json. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
