@@ -112,7 +112,55 @@ static void test_prune_errors(void **st) {
     expect_in("--iterative");
 }
 
+/* width pruning: uniform (stock HF), per-layer (lop_layers) and padded (stock HF, same function) */
+static void test_prune_width(void **st) {
+    (void)st;
+    char args[1024], path[512];
+    snprintf(args, sizeof args, "prune tests/fixtures/hf/gqa_tied --width 30%% --method wanda-sp --samples 2 --seq-len 8 -o %s/w1",
+             g_tmp);
+    assert_int_equal(lop(args), 0);
+    expect_in("stock HF checkpoint");
+    snprintf(path, sizeof path, "%s/w1/pruning.json", g_tmp);
+    cJSON *j = json_load(path);
+    assert_string_equal(json_at(j, "criterion")->valuestring, "wanda-sp");
+    assert_true(json_num(j, "params.after") < json_num(j, "params.before"));
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "prune tests/fixtures/hf/gqa_tied --width 30%% --method flap --samples 2 --seq-len 8 -o %s/w2",
+             g_tmp);
+    assert_int_equal(lop(args), 0);
+    snprintf(args, sizeof args,
+             "prune tests/fixtures/hf/gqa_tied --width 30%% --method flap --samples 2 --seq-len 8 --export-padded -o %s/w3", g_tmp);
+    assert_int_equal(lop(args), 0);
+    expect_in("stock HF checkpoint");
+    for (int k = 2; k <= 3; k++) {
+        snprintf(path, sizeof path, "%s/w%d", g_tmp, k);
+        lop_model *m;
+        assert_int_equal(lop_model_load(path, NULL, &m), LOP_OK);
+        assert_non_null(m->w.layers[0].b_down.data); /* FLAP's compensation bias */
+        lop_model_free(m);
+    }
+    /* bad arguments */
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 3 -o /tmp/x"), 2);
+    expect_in("--width takes a percentage");
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --round 3 -o /tmp/x"), 2);
+    expect_in("--round expects 1, 8, 64 or 128");
+    snprintf(args, sizeof args, "prune tests/fixtures/hf/gqa_tied --width 20%% --method llm-pruner --samples 2 --seq-len 8 -o %s/w4",
+             g_tmp);
+    assert_int_equal(lop(args), 0);
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --method wanda -o /tmp/x"), 2);
+    expect_in("unknown --method 'wanda'");
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --gqa all -o /tmp/x"), 2);
+    expect_in("unknown --gqa 'all'");
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --depth 1 -o /tmp/x"), 2);
+    expect_in("cannot be combined");
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --layers 3 -o /tmp/x"), 2);
+    expect_in("--layers expects A:B");
+    assert_int_equal(lop("prune tests/fixtures/hf/gqa_tied --width 20% --method magnitude --layers 0:99 --dry-run"), 1);
+    expect_in("--layers 0:99");
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_prune_writes_checkpoint), cmocka_unit_test(test_prune_errors)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_prune_writes_checkpoint), cmocka_unit_test(test_prune_errors),
+                                       cmocka_unit_test(test_prune_width)};
     return cmocka_run_group_tests_name("prune_cli", tests, setup, teardown);
 }

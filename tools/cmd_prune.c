@@ -1,7 +1,8 @@
 /* lop prune MODEL --depth TARGET -o OUTDIR: depth pruning (Shortened LLaMA). Scores every block
  * (or attention / FFN module) with a criterion on calibration text, removes the least important
  * ones under the "+" rule, prints the score table, and writes a stock HF checkpoint plus
- * pruning.json. */
+ * pruning.json. lop prune MODEL --width TARGET --method M -o OUTDIR: width pruning (heads and FFN
+ * channels; src/prune/width.h), the same calibration, writer and pruning.json. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,10 +17,21 @@
 #include "model/save_hf.h"
 #include "prune/depth.h"
 #include "prune/report.h"
+#include "prune/width.h"
 #include "train/train.h"
 
 static void help(void) {
-    printf("Usage: lop prune MODEL --depth TARGET [options] -o OUTDIR\n\n"
+    printf("Usage: lop prune MODEL --depth TARGET [options] -o OUTDIR\n"
+           "       lop prune MODEL --width TARGET [--method M] [options] -o OUTDIR\n\n"
+           "Width pruning (docs/width-pruning.md): remove attention heads and FFN channels.\n"
+           "  --width TARGET       27%% (of the parameters) or params=100M (parameters kept)\n"
+           "  --method M           magnitude | wanda-sp (default) | flap | llm-pruner\n"
+           "  --gqa G              query (default): query heads inside each KV group, groups kept equal;\n"
+           "                       kv: whole KV groups\n"
+           "  --round R            kept FFN widths are multiples of R: 1 (default), 8, 64 or 128\n"
+           "  --layers A:B         prune only blocks A..B-1 (default: all; llm-pruner: 4..n-3)\n"
+           "  --export-padded      per-layer widths (flap) written as a stock HF checkpoint: zero rows /\n"
+           "                       columns up to the widest layer (same function)\n\n"
            "Depth pruning (Shortened LLaMA): score every block by a criterion, remove the least important.\n\n"
            "  --depth TARGET       9 (units), 27%% (of the parameters) or params=4.9B (parameters kept);\n"
            "                       a percentage or count of parameters removes the nearest reachable amount\n"
@@ -72,6 +84,57 @@ static void print_table(const lop_model *m, const lop_depth_opts *o, const lop_d
     (void)m;
 }
 
+static int prune_width(const char *spec, const char *target, lop_width_opts *wo, int padded, const char *calib_arg,
+                       int n_samples, int seq_len, unsigned long long seed, int dry, const char *out) {
+    lop_model *m = NULL, *pruned = NULL;
+    lop_calib cal = {0};
+    lop_width_plan p = {0};
+    cJSON *rep = NULL;
+    char calib_buf[1024];
+    const char *calib_path = calib_arg ? calib_arg : default_calib(calib_buf, sizeof calib_buf);
+    int have_cal = 0;
+    lop_status st = lop_model_load(spec, NULL, &m);
+    if (st == LOP_OK && wo->method != LOP_WM_MAGNITUDE) {
+        if (!m->tok && !calib_arg) {
+            fprintf(stderr, "note: %s has no tokenizer: calibrating on random token ids\n", m->source);
+            st = lop_calib_random(m, n_samples, seq_len, seed, &cal);
+        } else if (!calib_arg && !lop_file_exists(calib_path))
+            st = lop_fail(LOP_ERR_IO, "no calibration text at %s (pass --calib FILE or set LOP_DATA)", calib_path);
+        else st = lop_calib_from_text(m, calib_path, n_samples, seq_len, seed, &cal);
+        have_cal = st == LOP_OK;
+    }
+    if (st == LOP_OK) st = lop_width_plan_make(m, have_cal ? &cal : NULL, wo, &p);
+    if (st == LOP_OK) st = lop_width_apply(m, &p, padded, &pruned);
+    if (st == LOP_OK) {
+        int64_t after = lop_model_n_params(pruned);
+        printf("method %s, gqa %s, round %d; scored in %.1f s\n %5s %6s %4s %6s\n", lop_width_method_name(wo->method),
+               wo->gqa == LOP_GQA_QUERY ? "query" : "kv", wo->round, p.seconds, "layer", "heads", "kv", "ffn");
+        for (int l = 0; l < pruned->cfg.n_layers; l++)
+            printf(" %5d %6d %4d %6d\n", l, pruned->cfg.layers[l].n_heads, pruned->cfg.layers[l].n_kv_heads,
+                   pruned->cfg.layers[l].ffn_dim);
+        printf("parameters %lld -> %lld (%.1f%% removed)\n", (long long)p.params_before, (long long)after,
+               100.0 * (p.params_before - after) / p.params_before);
+    }
+    if (st == LOP_OK && !dry) {
+        rep = lop_width_report(m, pruned, wo, target, &p, have_cal ? &cal : NULL, calib_path);
+        if (!rep) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        else cJSON_AddBoolToObject(rep, "padded", padded);
+    }
+    if (st == LOP_OK && !dry) {
+        lop_save_opts so = {.out_dir = out, .input = m->source, .report_name = "pruning.json", .report = rep};
+        st = lop_model_save_hf(pruned, &so);
+        if (st == LOP_OK)
+            printf("wrote %s: %s\n", out, lop_model_is_stock_hf(pruned) ? "stock HF checkpoint"
+                                          : "per-layer config (lop_layers); --export-padded writes stock HF");
+    }
+    cJSON_Delete(rep);
+    lop_model_free(pruned);
+    lop_width_plan_free(&p);
+    lop_calib_free(&cal);
+    lop_model_free(m);
+    return st ? cli_fail(st) : 0;
+}
+
 int cmd_prune(int argc, char **argv) {
     static const struct option opts[] = {
         {"depth", required_argument, 0, 'D'},  {"criterion", required_argument, 0, 'c'},
@@ -80,10 +143,16 @@ int cmd_prune(int argc, char **argv) {
         {"samples", required_argument, 0, 'n'}, {"seq-len", required_argument, 0, 'L'},
         {"seed", required_argument, 0, 's'},   {"threads", required_argument, 0, 'j'},
         {"dry-run", no_argument, 0, 'N'},      {"out", required_argument, 0, 'o'},
+        {"width", required_argument, 0, 'W'},  {"method", required_argument, 0, 'm'},
+        {"gqa", required_argument, 0, 'G'},    {"round", required_argument, 0, 'R'},
+        {"layers", required_argument, 0, 'Y'}, {"export-padded", no_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *depth = NULL, *calib_arg = NULL, *out = NULL;
     lop_depth_opts o = {.criterion = LOP_CRIT_TAYLOR, .unit = LOP_UNIT_BLOCK};
     int n_samples = 10, seq_len = 128, dry = 0;
+    const char *width = NULL;
+    lop_width_opts wo = {.method = LOP_WM_WANDA_SP, .gqa = LOP_GQA_QUERY, .round = 1};
+    int padded = 0;
     unsigned long long seed = 0;
     int c;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -105,13 +174,38 @@ int cmd_prune(int argc, char **argv) {
         case 'j': o.scorer.n_threads = (int)strtol(optarg, &e, 10); break;
         case 'N': dry = 1; break;
         case 'o': out = optarg; break;
+        case 'W': width = optarg; break;
+        case 'm':
+            if (lop_width_method_parse(optarg, &wo.method)) return cli_usage_error("prune", lop_last_error());
+            break;
+        case 'G':
+            if (lop_gqa_mode_parse(optarg, &wo.gqa)) return cli_usage_error("prune", lop_last_error());
+            break;
+        case 'R': wo.round = (int)strtol(optarg, &e, 10); break;
+        case 'Y':
+            if (sscanf(optarg, "%d:%d", &wo.layer0, &wo.layer1) != 2 || wo.layer1 <= wo.layer0 || wo.layer0 < 0)
+                return cli_usage_error("prune", "--layers expects A:B with 0 <= A < B (blocks A..B-1)");
+            break;
+        case 'X': padded = 1; break;
         case 'h': help(); return 0;
         default: return cli_usage_error("prune", "unknown option");
         }
         if (e && (*e || e == optarg)) return cli_usage_error("prune", "numeric options expect a number");
     }
     if (optind + 1 != argc) return cli_usage_error("prune", "expected exactly one MODEL");
-    if (!depth) return cli_usage_error("prune", "--depth TARGET is required (e.g. --depth 9, 27% or params=4.9B)");
+    if (depth && width) return cli_usage_error("prune", "--depth and --width cannot be combined");
+    if (width) {
+        wo.n_threads = o.scorer.n_threads;
+        if (!out && !dry) return cli_usage_error("prune", "-o OUTDIR is required (or --dry-run)");
+        if (wo.round != 1 && wo.round != 8 && wo.round != 64 && wo.round != 128)
+            return cli_usage_error("prune", "--round expects 1, 8, 64 or 128");
+        if (n_samples < 1 || seq_len < 2) return cli_usage_error("prune", "--samples must be >= 1, --seq-len >= 2");
+        if (lop_depth_target_parse(width, &wo.target)) return cli_usage_error("prune", lop_last_error());
+        if (wo.target.kind == LOP_DEPTH_COUNT)
+            return cli_usage_error("prune", "--width takes a percentage (20%) or params=COUNT, not a unit count");
+        return prune_width(argv[optind], width, &wo, padded, calib_arg, n_samples, seq_len, seed, dry, out);
+    }
+    if (!depth) return cli_usage_error("prune", "--depth TARGET is required (or --width TARGET; e.g. --depth 9, 27% or params=4.9B)");
     if (!out && !dry) return cli_usage_error("prune", "-o OUTDIR is required (or --dry-run)");
     if (n_samples < 1 || seq_len < 2 || o.scorer.n_threads < 0)
         return cli_usage_error("prune", "--samples must be >= 1, --seq-len >= 2, --threads >= 0");

@@ -97,6 +97,10 @@ lop_status lop_trainer_embed(lop_trainer *t, const int32_t *tokens, int n_tokens
 /* x += module(x) for module LOP_SKIP_ATTN or LOP_SKIP_FFN of layer l (a no-op when the layer has
  * no such module). */
 lop_status lop_trainer_module(lop_trainer *t, int layer, int module, float *x, int n_seq, int seq_len);
+/* The input of the module's last projection in the latest lop_trainer_module call: the attention
+ * output before o_proj ([n][n_heads * head_dim]) for LOP_SKIP_ATTN, silu(gate) * up before down_proj
+ * ([n][ffn_dim]) for LOP_SKIP_FFN. Valid until the next trainer call (width pruning reads it). */
+const float *lop_trainer_proj_input(const lop_trainer *t, int module);
 /* Layers [l0, l1) in order, honouring the skip mask. */
 lop_status lop_trainer_layers(lop_trainer *t, int l0, int l1, float *x, int n_seq, int seq_len);
 /* Final norm + head on x and the same loss as lop_trainer_loss (x is not modified). */

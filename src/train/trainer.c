@@ -223,6 +223,10 @@ lop_status lop_trainer_module(lop_trainer *t, int layer, int module, float *x, i
     return LOP_OK;
 }
 
+const float *lop_trainer_proj_input(const lop_trainer *t, int module) {
+    return module == LOP_SKIP_ATTN ? t->att : t->g; /* tr_module_fwd leaves h = silu(g) * u in t->g */
+}
+
 lop_status lop_trainer_layers(lop_trainer *t, int l0, int l1, float *x, int n_seq, int seq_len) {
     LOP_TRY(check_shape(t, n_seq, seq_len));
     if (l0 < 0 || l1 > t->m->cfg.n_layers || l0 > l1)
