@@ -6,10 +6,13 @@ CC      ?= cc
 NVCC    ?= nvcc
 BUILD   ?= build
 PKGS    := libcjson openblas libpcre2-8
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread -Iinclude -Isrc \
-               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Flags of the Debian -dev packages; override both (e.g. scripts/gpu_check.sh) where pkg-config
+# or the packages live elsewhere.
+DEP_CFLAGS ?= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   ?= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread -Iinclude -Isrc $(DEP_CFLAGS)
 CFLAGS  ?=
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+LDLIBS  := $(DEP_LIBS) -lm -lpthread -ldl
 SAN     ?=
 ifneq ($(SAN),)
   CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -20,6 +23,38 @@ LIB_SRC  := $(sort $(shell find src -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CU_SRC   := $(sort $(shell find src -name '*.cu' 2>/dev/null))
 CLI_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
+CU_HDR   := $(sort $(shell find src -name "*.cuh" 2>/dev/null) $(wildcard src/runtime/cuda/*.h))
+
+# CUDA backend: built into liblop.a whenever nvcc exists, unless CUDA=0. The toolkit is found
+# from nvcc's location; binaries link cudart / cuBLASLt / cuBLAS with an rpath to it.
+CUDA    ?= auto
+ifeq ($(CUDA),0)
+  HAVE_NVCC :=
+else
+  HAVE_NVCC := $(shell command -v $(NVCC) 2>/dev/null)
+endif
+ifneq ($(HAVE_NVCC),)
+  CUDA_HOME   ?= $(abspath $(dir $(realpath $(HAVE_NVCC)))/..)
+  CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64/libcudart.so $(CUDA_HOME)/targets/x86_64-linux/lib/libcudart.so))
+  CUDA_LIBDIR := $(dir $(CUDA_LIBDIR))
+  NVCCFLAGS   ?= -O3 -std=c++17 -lineinfo -Xcompiler -Wall -DLOP_HAVE_CUDA -Iinclude -Isrc $(DEP_CFLAGS) \
+                 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+  CU_OBJ      := $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+  CFLAGS_BASE += -DLOP_HAVE_CUDA
+  LDLIBS      += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublasLt -lcublas -lcudart -lstdc++
+else
+  CU_OBJ      :=
+endif
+
+# Rebuild everything when the configuration (CUDA on/off, sanitizers) changes.
+CONFIG_ID := cuda=$(if $(HAVE_NVCC),1,0) san=$(SAN)
+$(shell mkdir -p $(BUILD); echo '$(CONFIG_ID)' | cmp -s - $(BUILD)/config.stamp 2>/dev/null || echo '$(CONFIG_ID)' > $(BUILD)/config.stamp)
+# The commit the CLI reports in benchmark metadata: a generated header rewritten only when it
+# changes, so only the files that include it rebuild.
+LOP_COMMIT := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(shell mkdir -p $(BUILD)/gen; echo '#define LOP_COMMIT "$(LOP_COMMIT)"' | cmp -s - $(BUILD)/gen/commit.h 2>/dev/null || echo '#define LOP_COMMIT "$(LOP_COMMIT)"' > $(BUILD)/gen/commit.h)
+$(CLI_OBJ): CFLAGS_BASE += -I$(BUILD)/gen
+
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -30,11 +65,15 @@ all: $(BUILD)/lop $(BUILD)/liblop.a
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/liblop.a: $(LIB_OBJ)
+$(BUILD)/%.cu.o: %.cu $(CU_HDR) $(BUILD)/config.stamp
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/liblop.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -49,13 +88,15 @@ test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@scripts/run_tests.sh $(BUILD)
 
-# CUDA backend: compiled whenever nvcc exists (CI compiles it; it runs only on a GPU machine).
+# CUDA backend, compile only (CI compiles it; it runs only on a GPU machine). `make` builds it too
+# whenever nvcc exists.
 cuda:
-	@if [ -z "$(CU_SRC)" ]; then echo "no CUDA sources yet"; \
-	 elif command -v $(NVCC) >/dev/null; then mkdir -p $(BUILD)/cu && \
-	   for f in $(CU_SRC); do $(NVCC) -O3 -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 \
-	     -gencode arch=compute_90,code=compute_90 -c $$f -o $(BUILD)/cu/$$(basename $$f .cu).o || exit 1; done; \
-	 else echo "nvcc not found: CUDA backend not built"; fi
+ifneq ($(HAVE_NVCC),)
+	@$(MAKE) --no-print-directory $(CU_OBJ)
+	@echo "CUDA backend compiled: $(words $(CU_OBJ)) objects (sm_90 + compute_90 PTX)"
+else
+	@echo "nvcc not found (or CUDA=0): CUDA backend not built"
+endif
 
 demo: deps
 	@$(MAKE) --no-print-directory all

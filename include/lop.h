@@ -60,15 +60,38 @@ typedef struct lop_engine lop_engine;
 
 typedef enum lop_device { LOP_DEVICE_CPU = 0, LOP_DEVICE_CUDA = 1 } lop_device;
 
+/* Storage type of the weights on a GPU (the CPU computes in fp32 whatever is asked). */
+typedef enum lop_weight_dtype {
+    LOP_WEIGHTS_DEFAULT = 0, /* fp16 */
+    LOP_WEIGHTS_F16 = 1,
+    LOP_WEIGHTS_BF16 = 2
+} lop_weight_dtype;
+
 typedef struct lop_engine_opts {
     lop_device device;
     int max_batch;   /* sequences held at once (KV slots) */
     int max_seq_len; /* positions per sequence (KV length); 0 = min(model max, 4096) */
     int n_threads;   /* CPU threads; 0 = all cores */
+    lop_weight_dtype weight_dtype; /* CUDA: fp16 (default) or bf16 weights and matrix inputs */
+    int no_graphs;     /* CUDA: 1 = launch each decode step's kernels one by one (no CUDA graph) */
+    int prefill_chunk; /* CUDA: tokens per pass through the activation buffers; 0 = auto (2048) */
 } lop_engine_opts;
 
 lop_status lop_engine_create(lop_model *m, const lop_engine_opts *opts, lop_engine **out);
 void lop_engine_free(lop_engine *e);
+
+/* Memory an engine would take, predicted before creating it: weights in the backend's format,
+ * KV cache (max_batch x max_seq_len), activations for one forward chunk, workspaces. On a GPU,
+ * device_free / device_total come from the driver and fits says whether total_bytes fits in what
+ * is free now (the OOM prediction of the benchmark grid). Nothing is allocated. */
+typedef struct lop_mem_plan {
+    int64_t weight_bytes, kv_bytes, act_bytes, workspace_bytes, total_bytes;
+    int64_t device_free, device_total; /* -1 when unknown (CPU) */
+    int fits;                          /* 1 fits, 0 does not, -1 unknown */
+    int tok_cap;                       /* tokens per forward chunk */
+    char device[96];                   /* e.g. "NVIDIA H100 80GB HBM3" or "cpu" */
+} lop_mem_plan;
+lop_status lop_engine_plan(lop_model *m, const lop_engine_opts *opts, lop_mem_plan *plan);
 
 /* Bytes one decode step must read from memory: every weight once in the backend's compute format
  * (embedding table: only the n_seq rows gathered, unless it is also the tied head) plus the K/V of

@@ -4,7 +4,7 @@
 set -e
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
-for p in gcc make pkg-config libcjson-dev libopenblas-dev libpcre2-dev libcmocka-dev python3-pip unzip; do
+for p in gcc make pkg-config libcjson-dev libopenblas-dev libpcre2-dev libcmocka-dev python3-pip unzip gnuplot-nox; do
     have "$p" || need="$need $p"
 done
 [ -z "$need" ] && exit 0

@@ -54,6 +54,26 @@ static void test_generate_synthetic(void **st) {
     expect_in("no tokenizer");
 }
 
+static void test_bench_and_plot(void **st) {
+    (void)st;
+    char dir[] = "/tmp/lop-cli-bench-XXXXXX", args[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(args, sizeof args,
+             "bench synth:smollm2-135m:layers=2 synth:smollm2-135m:layers=1 --labels Original,Depth --device cpu "
+             "--batch 1,2 --len 2,4 --warmup 0 --runs 1 --out %s/r", dir);
+    assert_int_equal(lop(args), 0);
+    expect_in("| Depth ");
+    expect_in("| ok ");
+    expect_in("r.json");
+    snprintf(args, sizeof args, "plot %s/r.json -o %s/fig.svg --lengths 2,4 --no-render", dir, dir);
+    assert_int_equal(lop(args), 0);
+    expect_in("wrote the script and data for");
+    assert_int_equal(lop("bench synth:smollm2-135m --device cpu"), 2); /* no --out */
+    expect_in("--out PREFIX is required");
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    assert_int_equal(system(args), 0);
+}
+
 static void test_usage_errors(void **st) {
     (void)st;
     assert_int_equal(lop("--bogus"), 2);
@@ -168,7 +188,8 @@ static void test_eval_smollm2(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_info_paper_shapes), cmocka_unit_test(test_generate_synthetic),
-                                       cmocka_unit_test(test_usage_errors), cmocka_unit_test(test_runtime_errors),
-                                       cmocka_unit_test(test_eval_usage), cmocka_unit_test(test_eval_smollm2)};
+                                       cmocka_unit_test(test_bench_and_plot), cmocka_unit_test(test_usage_errors),
+                                       cmocka_unit_test(test_runtime_errors), cmocka_unit_test(test_eval_usage),
+                                       cmocka_unit_test(test_eval_smollm2)};
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@ static lop_model *model(void) {
 }
 
 static lop_engine *engine(lop_model *m, int batch) {
-    lop_engine_opts o = {LOP_DEVICE_CPU, batch, 64, 1};
+    lop_engine_opts o = {.device = LOP_DEVICE_CPU, .max_batch = batch, .max_seq_len = 64, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &o, &e), LOP_OK);
     return e;

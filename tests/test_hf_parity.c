@@ -54,7 +54,7 @@ static void check_one(const char *dir, const char *model) {
     int V = m->cfg.vocab_size, max_t = 0;
     cJSON *seqs = json_at(ref, "sequences"), *S;
     cJSON_ArrayForEach(S, seqs) if ((int)json_num(S, "n_tokens") > max_t) max_t = (int)json_num(S, "n_tokens");
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 1, max_t + 32, 0};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 1, .max_seq_len = max_t + 32};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     float *logits = malloc((size_t)max_t * V * sizeof(float));

@@ -19,7 +19,7 @@ static void test_scores_match_forward(void **st) {
     assert_non_null(m);
     int32_t s0[] = {1, 5, 9, 2, 33, 60, 7}, s1[] = {4, 4}, s2[] = {10, 20, 30, 40, 50}, s3[] = {8, 9, 10}, s4[] = {3, 1, 4, 1, 5, 9};
     lop_score_req req[5] = {{s0, 7, 1}, {s1, 2, 1}, {s2, 5, 3}, {s3, 3, 2}, {s4, 6, 6}};
-    lop_engine_opts o = {LOP_DEVICE_CPU, 2, 8, 1}; /* 2 slots x 8 positions: forces several batches */
+    lop_engine_opts o = {.device = LOP_DEVICE_CPU, .max_batch = 2, .max_seq_len = 8, .n_threads = 1}; /* 2 slots x 8 positions: several batches */
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &o, &e), LOP_OK);
     lop_score sc[5];

@@ -68,7 +68,7 @@ static void check(lop_engine *e, const lop_model *m, lop_ppl_bos bos, int ctx, i
 static void test_hand_computation_layouts(void **st) {
     (void)st;
     lop_model *m = hand_model();
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 2, 8, 1};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 2, .max_seq_len = 8, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
 
@@ -127,7 +127,7 @@ static void test_windows_independent(void **st) {
     assert_non_null(m);
     int32_t text[64];
     for (int i = 0; i < 64; i++) text[i] = (i * 37 + 11) % 50;
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 4, 64, 1};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 4, .max_seq_len = 64, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     lop_ppl_opts o = {16, LOP_PPL_BOS_FIRST, 0, 3, NULL};

@@ -109,7 +109,7 @@ static void test_backend_long_run(void **st) {
     (void)st;
     static const tiny_layer L[2] = {{4, 2, 8, 40, 0, 0, 0}, {6, 3, 16, 24, 0, 1, 0}};
     lop_model *m = tiny_model(50, 32, 2, L, 1, 21);
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 2, 320, 1};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 2, .max_seq_len = 320, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     enum { N = 300 };

@@ -83,7 +83,7 @@ static void check_prompt(const cJSON *p) {
     assert_int_equal(n_ids, n_ref);
     assert_memory_equal(ids, want, (size_t)n_ids * sizeof(int32_t));
 
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 1, n_ids + 40, 0};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 1, .max_seq_len = n_ids + 40};
     lop_engine *e;
     assert_int_equal(lop_engine_create(g_model, &eo, &e), LOP_OK);
     int V = g_model->cfg.vocab_size;

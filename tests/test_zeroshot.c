@@ -364,7 +364,7 @@ static void test_acc_vs_acc_norm(void **st) {
     items[1] = (lop_mc_item){2, 0, 2, 1, {strdup("y")}, {strdup(" z"), strdup(" aaaaaaaa")}, {1, 8}};
     items[2] = (lop_mc_item){3, 0, 2, 1, {strdup("x")}, {strdup(" qa"), strdup(" \xc3\xbc\xe2\x82\xac" "aa")}, {2, 4}};
     lop_task t = {lop_task_find("arc_challenge"), strdup("constructed"), 0, 3, 3, items};
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 4, 32, 1};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 4, .max_seq_len = 32, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     lop_zs_opts o = {0, 0, 0, NULL};
@@ -412,7 +412,7 @@ static void test_shared_prefix_scoring(void **st) {
     m->tok = byte_tokenizer();
     lop_task t = load("arc_easy", FX);
     lop_task w = load("winogrande", FX);
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 3, 96, 1}; /* 3 slots: several chunks */
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 3, .max_seq_len = 96, .n_threads = 1}; /* 3 slots: several chunks */
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     const lop_task *tasks[2] = {&t, &w};
@@ -488,7 +488,7 @@ static void test_prefix_score_direct(void **st) {
     (void)st;
     static const tiny_layer L[1] = {{4, 2, 8, 40, 0, 0, 0}};
     lop_model *m = tiny_model(61, 16, 1, L, 1, 5);
-    lop_engine_opts eo = {LOP_DEVICE_CPU, 2, 16, 1};
+    lop_engine_opts eo = {.device = LOP_DEVICE_CPU, .max_batch = 2, .max_seq_len = 16, .n_threads = 1};
     lop_engine *e;
     assert_int_equal(lop_engine_create(m, &eo, &e), LOP_OK);
     int32_t p0[] = {1, 2, 3, 4}, p1[] = {9}, p2[] = {5, 6, 7};

@@ -89,7 +89,7 @@ static lop_status run_ppl(lop_model *m, const eval_args *a, const char *path, cJ
     for (int c = 0; c < a->n_ctx; c++) {
         int ctx = a->ctx[c];
         int slots = a->batch > 0 ? a->batch : (1024 / ctx > 0 ? 1024 / ctx : 1);
-        lop_engine_opts eo = {a->dev, slots, ctx + (a->bos == LOP_PPL_BOS_EACH), a->threads};
+        lop_engine_opts eo = {.device = a->dev, .max_batch = slots, .max_seq_len = ctx + (a->bos == LOP_PPL_BOS_EACH), .n_threads = a->threads};
         lop_engine *e;
         LOP_TRY(lop_engine_create(m, &eo, &e));
         char label[32];
@@ -185,7 +185,7 @@ static lop_status run_task(lop_model *m, const eval_args *a, const char *name, c
     /* slots: about 4096 positions of KV in all, 4..64 sequences */
     int slots = a->batch > 0 ? a->batch : 4096 / (need > 0 ? need : 1);
     if (a->batch <= 0) slots = slots < 4 ? 4 : slots > 64 ? 64 : slots;
-    lop_engine_opts eo = {a->dev, slots, need, a->threads};
+    lop_engine_opts eo = {.device = a->dev, .max_batch = slots, .max_seq_len = need, .n_threads = a->threads};
     lop_engine *e = NULL;
     if (st == LOP_OK) st = lop_engine_create(m, &eo, &e);
     lop_zs_result r;

@@ -1,14 +1,17 @@
 /* lop generate MODEL -p TEXT: batched generation with streaming output for batch 1, then prefill
- * and decode speed (tok/s, ms per step, achieved GB/s) on stderr. */
+ * and decode speed (tok/s, ms per step, achieved GB/s) on stderr; on CUDA the memory plan first. */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "core/log.h"
+#include "core/status.h"
 #include "core/timer.h"
 #include "model/model.h"
+#include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---- generate ----------------------------------------------------------------------------- */
@@ -33,7 +36,7 @@ static void on_step(void *user, int step, const int32_t *tokens, int n_seq) {
     fflush(stdout);
 }
 
-static int parse_ids(const char *s, int32_t **ids, int *n) {
+int cli_parse_ids(const char *s, int32_t **ids, int *n) {
     int cap = 16;
     *n = 0;
     *ids = malloc(cap * sizeof **ids);
@@ -61,9 +64,12 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", required_argument, 0, 'P'},  {"seed", required_argument, 0, 's'},
         {"device", required_argument, 0, 'd'}, {"threads", required_argument, 0, 'j'},
         {"ignore-eos", no_argument, 0, 'E'},   {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"dtype", required_argument, 0, 'D'},  {"no-graphs", no_argument, 0, 'G'},
+        {"runs", required_argument, 0, 'R'},   {"warmup", required_argument, 0, 'W'},
+        {"plan", no_argument, 0, 'Q'},         {0, 0, 0, 0}};
     const char *prompt = NULL, *ids_arg = NULL;
-    int n_new = 32, batch = 1, top_k = 0, threads = 0, ignore_eos = 0;
+    int n_new = 32, batch = 1, top_k = 0, threads = 0, ignore_eos = 0, no_graphs = 0, runs = 1, warmup = 0, plan_only = 0;
+    lop_weight_dtype wdt = LOP_WEIGHTS_DEFAULT;
     float temp = 0, top_p = 1;
     unsigned long long seed = 0;
     lop_device dev = LOP_DEVICE_CPU;
@@ -81,6 +87,15 @@ int cmd_generate(int argc, char **argv) {
         case 's': seed = strtoull(optarg, &e, 10); break;
         case 'j': threads = (int)strtol(optarg, &e, 10); break;
         case 'E': ignore_eos = 1; break;
+        case 'G': no_graphs = 1; break;
+        case 'Q': plan_only = 1; break;
+        case 'R': runs = (int)strtol(optarg, &e, 10); break;
+        case 'W': warmup = (int)strtol(optarg, &e, 10); break;
+        case 'D':
+            if (!strcmp(optarg, "f16") || !strcmp(optarg, "fp16")) wdt = LOP_WEIGHTS_F16;
+            else if (!strcmp(optarg, "bf16")) wdt = LOP_WEIGHTS_BF16;
+            else return cli_usage_error("generate", "--dtype must be f16 or bf16");
+            break;
         case 'd':
             if (!strcmp(optarg, "cpu")) dev = LOP_DEVICE_CPU;
             else if (!strcmp(optarg, "cuda")) dev = LOP_DEVICE_CUDA;
@@ -89,7 +104,8 @@ int cmd_generate(int argc, char **argv) {
         case 'h':
             printf("Usage: lop generate MODEL (-p TEXT | --ids LIST) [-n N] [--batch B] [--temp T]\n"
                    "                    [--top-k K] [--top-p P] [--seed S] [--ignore-eos]\n"
-                   "                    [--device cpu|cuda] [--threads N]\n\n"
+                   "                    [--device cpu|cuda] [--threads N] [--dtype f16|bf16] [--no-graphs]\n"
+                   "                    [--warmup W] [--runs R] [--plan]\n\n"
                    "Generates N new tokens (default 32) for B copies of the prompt (default 1) and prints\n"
                    "the text (batch 1 streams it), then prefill and decode speed on stderr.\n"
                    "  -p, --prompt TEXT   prompt text (the model's tokenizer encodes it, BOS as the model says)\n"
@@ -98,7 +114,13 @@ int cmd_generate(int argc, char **argv) {
                    "      --temp T        temperature; 0 = greedy (default)\n"
                    "      --top-k K       keep the K most likely tokens (0 = off)\n"
                    "      --top-p P       nucleus sampling mass (1 = off)\n"
-                   "      --seed S        sampling seed (reproducible)\n\n%s",
+                   "      --seed S        sampling seed (reproducible)\n"
+                   "      --device D      cpu (fp32 reference) or cuda (prints the memory plan first)\n"
+                   "      --dtype T       cuda weights: f16 (default) or bf16\n"
+                   "      --no-graphs     cuda: launch each decode step's kernels instead of one CUDA graph\n"
+                   "      --warmup W      untimed generations before the timed ones (default 0)\n"
+                   "      --runs R        timed generations; speed lines show the median decode (default 1)\n"
+                   "      --plan          print the memory plan (weights, KV cache, activations) and exit\n\n%s",
                    CLI_MODEL_HELP);
             return 0;
         default: return cli_usage_error("generate", "unknown option");
@@ -109,6 +131,7 @@ int cmd_generate(int argc, char **argv) {
     if (!prompt == !ids_arg) return cli_usage_error("generate", "give exactly one of -p TEXT or --ids LIST");
     if (n_new < 0 || batch < 1 || batch > 4096) return cli_usage_error("generate", "bad -n or --batch");
     if (temp < 0 || top_k < 0 || top_p <= 0 || top_p > 1) return cli_usage_error("generate", "bad sampling option");
+    if (runs < 1 || warmup < 0) return cli_usage_error("generate", "bad --runs or --warmup");
 
     lop_model *m;
     double t0 = lop_now();
@@ -117,7 +140,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     int n_ids = 0;
     if (ids_arg) {
-        if (parse_ids(ids_arg, &ids, &n_ids)) {
+        if (cli_parse_ids(ids_arg, &ids, &n_ids)) {
             free(ids);
             lop_model_free(m);
             return cli_usage_error("generate", "--ids expects comma-separated token ids");
@@ -126,7 +149,29 @@ int cmd_generate(int argc, char **argv) {
         lop_model_free(m);
         return cli_fail(st);
     }
-    lop_engine_opts eo = {.device = dev, .max_batch = batch, .max_seq_len = n_ids + n_new + 1, .n_threads = threads};
+    lop_engine_opts eo = {.device = dev, .max_batch = batch, .max_seq_len = n_ids + n_new + 1, .n_threads = threads,
+                          .weight_dtype = wdt, .no_graphs = no_graphs};
+    if (dev == LOP_DEVICE_CUDA || plan_only) {
+        lop_mem_plan pl;
+        if ((st = lop_engine_plan(m, &eo, &pl)) != LOP_OK) {
+            free(ids);
+            lop_model_free(m);
+            return cli_fail(st);
+        }
+        const double G = 1073741824.0;
+        fprintf(stderr, "plan:    weights %.2f GiB + KV cache %.2f GiB + activations %.2f GiB + workspace %.2f GiB = %.2f GiB",
+                pl.weight_bytes / G, pl.kv_bytes / G, pl.act_bytes / G, pl.workspace_bytes / G, pl.total_bytes / G);
+        if (pl.fits >= 0)
+            fprintf(stderr, "; %.2f of %.2f GiB free on %s: %s\n", pl.device_free / G, pl.device_total / G, pl.device,
+                    pl.fits ? "fits" : "DOES NOT FIT (out of memory predicted)");
+        else
+            fprintf(stderr, " (%s)\n", pl.device);
+        if (plan_only) {
+            free(ids);
+            lop_model_free(m);
+            return pl.fits == 0 ? 1 : 0;
+        }
+    }
     lop_engine *e;
     if ((st = lop_engine_create(m, &eo, &e)) != LOP_OK) {
         free(ids);
@@ -143,8 +188,58 @@ int cmd_generate(int argc, char **argv) {
                          .sampling = {.temperature = temp, .top_k = top_k, .top_p = top_p, .seed = seed},
                          .on_step = on_step, .user = &sc};
     lop_gen_result r;
-    if (prompt && m->tok && batch == 1) fputs(prompt, stdout);
-    st = prompts && lens ? lop_generate(e, (const int32_t *const *)prompts, lens, batch, &gp, &r) : LOP_ERR_OOM;
+    int total_runs = warmup + runs;
+    double *dec = malloc((size_t)total_runs * sizeof *dec), *pre = malloc((size_t)total_runs * sizeof *pre);
+    if (total_runs > 1) gp.on_step = NULL; /* timing runs: no streaming */
+    if (prompt && m->tok && batch == 1 && gp.on_step) fputs(prompt, stdout);
+    st = prompts && lens && dec && pre ? LOP_OK : LOP_ERR_OOM;
+    lop_gen_result best = {0};
+    double med = 0;
+    for (int run = 0; st == LOP_OK && run < total_runs; run++) {
+        st = lop_generate(e, (const int32_t *const *)prompts, lens, batch, &gp, &r);
+        if (st != LOP_OK) break;
+        if (run < warmup) {
+            lop_gen_result_free(&r);
+            continue;
+        }
+        dec[run - warmup] = r.decode_s;
+        pre[run - warmup] = r.prefill_s;
+        /* keep the run whose decode time is the median so far (the last one decides) */
+        double sorted[256];
+        int k = run - warmup + 1 < 256 ? run - warmup + 1 : 256;
+        memcpy(sorted, dec, (size_t)k * sizeof *sorted);
+        for (int a = 0; a < k; a++)
+            for (int b = a + 1; b < k; b++)
+                if (sorted[b] < sorted[a]) {
+                    double t = sorted[a];
+                    sorted[a] = sorted[b];
+                    sorted[b] = t;
+                }
+        double m2 = sorted[k / 2];
+        if (run == warmup || fabs(r.decode_s - m2) < fabs(med - m2)) {
+            lop_gen_result_free(&best);
+            best = r;
+        } else {
+            lop_gen_result_free(&r);
+        }
+        med = m2;
+    }
+    if (st == LOP_OK) r = best;
+    if (st == LOP_OK && runs > 1) {
+        double lo = dec[0], hi = dec[0];
+        for (int k = 1; k < runs; k++) lo = dec[k] < lo ? dec[k] : lo, hi = dec[k] > hi ? dec[k] : hi;
+        for (int a = 0; a < runs; a++) /* prefill median */
+            for (int b = a + 1; b < runs; b++)
+                if (pre[b] < pre[a]) {
+                    double t = pre[a];
+                    pre[a] = pre[b];
+                    pre[b] = t;
+                }
+        fprintf(stderr, "runs:    %d timed after %d warm-up; decode time median %.1f ms (min %.1f, max %.1f), prefill median %.2f ms; lines below: the median-decode run\n",
+                runs, warmup, 1e3 * med, 1e3 * lo, 1e3 * hi, 1e3 * pre[runs / 2]);
+    }
+    free(dec);
+    free(pre);
     if (st == LOP_OK) {
         if (batch == 1) putchar('\n');
         for (int s = 0; batch > 1 && s < r.n_seq; s++) {

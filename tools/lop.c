@@ -1,4 +1,4 @@
-/* lop — command-line interface: lop info | generate | eval.
+/* lop — command-line interface: lop info | generate | logits | eval | prune | bench | plot.
  * Why thin: every subcommand (tools/cmd_*.c) parses options with getopt_long, calls the library,
  * and turns a lop_status into one clear line on stderr and an exit code (0 ok, 1 error, 2 usage). */
 #include <getopt.h>
@@ -34,6 +34,10 @@ static const struct command {
 } COMMANDS[] = {
     {"info", "info MODEL", "per-layer shapes, parameters, bytes by dtype, KV bytes per token", cmd_info},
     {"generate", "generate MODEL -p TEXT", "generate text; prints tok/s and ms/token", cmd_generate},
+    {"logits", "logits MODEL --ids L", "dump logits (prompt's last position + teacher-forced decode steps)", cmd_logits},
+    {"bench", "bench MODEL... --out P", "efficiency sweep over batch x length (latency, utilisation, memory, OOM)", cmd_bench},
+    {"prune", "prune MODEL --depth T -o D", "depth pruning: score blocks (taylor, ppl, magnitude, bi), write HF", cmd_prune},
+    {"plot", "plot RESULTS -o FIG", "the efficiency figure (heatmaps, latency curves) via gnuplot", cmd_plot},
     {"eval", "eval MODEL --ppl F --tasks L", "perplexity and zero-shot accuracy (paper protocol)", cmd_eval},
 };
 #define N_COMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))

@@ -227,6 +227,30 @@ int64_t lop_model_n_params(const lop_model *m) {
     return n;
 }
 
+/* ---- tensors by field ---------------------------------------------------------------------- */
+lop_tensor *lop_layer_tensor(lop_layer_weights *L, int field) {
+    switch (field) {
+#define X(f, name)                                                                                                     \
+    case LOP_LF_##f: return &L->f;
+        LOP_LAYER_TENSORS(X)
+#undef X
+    }
+    return NULL;
+}
+
+const lop_tensor *lop_layer_tensor_c(const lop_layer_weights *L, int field) {
+    return lop_layer_tensor((lop_layer_weights *)L, field);
+}
+
+const char *lop_layer_field_name(int field) {
+    static const char *const names[] = {
+#define X(f, name) name,
+        LOP_LAYER_TENSORS(X)
+#undef X
+    };
+    return field >= 0 && field < LOP_LF_COUNT ? names[field] : "?";
+}
+
 /* ---- dtype conversion --------------------------------------------------------------------- */
 void lop_convert_to_f32(float *dst, const void *src, lop_dtype t, int64_t n) {
     const uint16_t *h = src;

@@ -83,6 +83,21 @@ typedef struct lop_weights {
     X(w_down, "mlp.down_proj.weight")                                                              \
     X(b_gate, "mlp.gate_proj.bias") X(b_up, "mlp.up_proj.bias") X(b_down, "mlp.down_proj.bias")
 
+/* The layer tensors by index, in LOP_LAYER_TENSORS order: the first LOP_LF_N_ATTN belong to the
+ * attention module (its norm, projections, biases), the rest to the FFN module. */
+typedef enum lop_layer_field {
+#define X(f, name) LOP_LF_##f,
+    LOP_LAYER_TENSORS(X)
+#undef X
+    LOP_LF_COUNT
+} lop_layer_field;
+#define LOP_LF_N_ATTN ((int)LOP_LF_ffn_norm)
+
+/* Tensor `field` of layer L, and its HF suffix ("self_attn.q_proj.weight"). */
+lop_tensor *lop_layer_tensor(lop_layer_weights *L, int field);
+const lop_tensor *lop_layer_tensor_c(const lop_layer_weights *L, int field);
+const char *lop_layer_field_name(int field);
+
 struct lop_tokenizer;
 
 /* Memory the model owns (mappings, malloc'd buffers), released by lop_model_free. */

@@ -22,14 +22,36 @@ typedef struct lop_batch {
 
 typedef struct lop_backend lop_backend;
 
+/* A whole generation handed to a backend that decodes on its device (see lop_backend_ops.decode).
+ * Semantics are lop_generate's: the first token of each sequence is sampled from the prefill
+ * logits, then one decode step per token; a sequence stops at eos_id unless p->ignore_eos or after
+ * p->max_new_tokens; on_step is called once per step in order, -1 for finished sequences. */
+typedef struct lop_decode_req {
+    const lop_batch *prefill; /* every prompt token; out_idx[s] = last token of sequence s, increasing */
+    int n_seq;
+    const int *prompt_lens;
+    const lop_gen_params *p;
+    const uint64_t *rng_state; /* [n_seq] lop_rng states, seeded as the CPU sampler seeds them */
+    int eos_id;
+    lop_gen_result *res; /* tokens[s] has room for max_new_tokens; n_tokens, times, steps are filled */
+} lop_decode_req;
+
 typedef struct lop_backend_ops {
     const char *name;
     lop_status (*create)(lop_model *m, const lop_engine_opts *o, lop_backend **out);
     /* logits: host buffer [n_out][vocab] */
     lop_status (*forward)(lop_backend *be, const lop_batch *b, float *logits);
     void (*destroy)(lop_backend *be);
+    /* optional (NULL: not provided) */
+    lop_status (*plan)(lop_model *m, const lop_engine_opts *o, lop_mem_plan *out);
+    /* device-resident generation: sampling on the device, no host round trip per token */
+    lop_status (*decode)(lop_backend *be, const lop_decode_req *r);
+    int weight_bytes, kv_bytes; /* bytes per weight / per cached K or V element, for roofline figures */
 } lop_backend_ops;
 
 extern const lop_backend_ops lop_cpu_backend;
+#ifdef LOP_HAVE_CUDA
+extern const lop_backend_ops lop_cuda_backend;
+#endif
 
 #endif

@@ -62,8 +62,21 @@ lop_status lop_generate(lop_engine *e, const int32_t *const *prompts, const int 
         }
         out_idx[s] = k - 1;
     }
-    double t0 = lop_now();
     lop_batch b = {total, tok, seq, pos, n_seq, out_idx};
+    if (e->ops->decode) {
+        /* the backend samples and decodes on its device: no host round trip per token */
+        uint64_t *rs = malloc((size_t)n_seq * sizeof *rs);
+        if (!rs) {
+            st = lop_fail(LOP_ERR_OOM, "out of memory");
+            goto done;
+        }
+        for (int s = 0; s < n_seq; s++) rs[s] = rng[s].s;
+        lop_decode_req req = {&b, n_seq, prompt_lens, p, rs, c->eos_id, res};
+        st = e->ops->decode(e->be, &req);
+        free(rs);
+        goto done;
+    }
+    double t0 = lop_now();
     st = lop_engine_forward(e, &b, logits);
     res->prefill_s = lop_now() - t0;
     t0 = lop_now();

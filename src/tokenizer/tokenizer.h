@@ -125,6 +125,12 @@ lop_status lop_gguf_vocab_open(const char *path, lop_gguf_vocab **v, const lop_v
 void lop_gguf_vocab_close(lop_gguf_vocab *v);
 void lop_tokenizer_free(lop_tokenizer *t);
 
+/* Writes DIR/tokenizer.json and DIR/tokenizer_config.json from a GGUF file's tokenizer metadata
+ * (byte-level BPE only: HF tokenizers then encodes as lop does) and describes what it did in
+ * desc. *written = 0 with LOP_OK when there is nothing to write (no tokenizer, or a
+ * SentencePiece-style vocabulary); desc says why. */
+lop_status lop_tokenizer_write_hf_from_gguf(const char *gguf, const char *dir, int *written, char *desc, size_t cap);
+
 /* Overrides special ids after creation (e.g. from config.json); a negative value leaves one as is. */
 lop_status lop_tokenizer_set_bos_eos(lop_tokenizer *t, int bos_id, int eos_id);
 

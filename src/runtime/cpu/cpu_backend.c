@@ -327,4 +327,5 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
     return LOP_OK;
 }
 
-const lop_backend_ops lop_cpu_backend = {"cpu", cpu_create, cpu_forward, cpu_destroy};
+const lop_backend_ops lop_cpu_backend = {
+    .name = "cpu", .create = cpu_create, .forward = cpu_forward, .destroy = cpu_destroy, .weight_bytes = 4, .kv_bytes = 4};

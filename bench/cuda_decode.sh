@@ -1,0 +1,112 @@
+#!/bin/bash
+# CUDA benchmark of issue 3 (run on the GPU machine, by scripts/gpu_check.sh or alone after a build):
+# the paper's protocol -- 12-token prompt repeated over the batch, exactly L new tokens (--ignore-eos),
+# top-k 50 / top-p 0.95 sampling on the GPU, 1 warm-up + 3 timed runs, median decode -- for
+# LLaMA-7B, the depth-pruned 4.9B (23 blocks), the width-pruned 4.9B (21 heads / FFN 7155 in blocks
+# 4..29) and LLaMA-13B at batch 1, LLaMA-7B at batch 256, and prefill of 8 x 512 tokens; the
+# ceilings (streaming-read bandwidth, cuBLAS fp16 GEMM rate) are measured in the same call.
+# Usage: bench/cuda_decode.sh OUT.csv [BUILD]   (BUILD holds lop and cuda_bw; default build)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+csv=${1:-bench/cuda/results.csv}
+B=${2:-build}
+LOP=$B/lop
+ids=1,450,4955,310,278,4223,4086,16410,411,278,18647,310
+samp="--temp 1 --top-k 50 --top-p 0.95 --seed 1"
+bw_out=$($B/cuda_bw) || { echo "cuda_bw failed"; exit 1; }
+echo "$bw_out"
+read_bw=$(echo "$bw_out" | awk '$1=="read_GBps"{print $2}')
+gemm=$(echo "$bw_out" | awk '$1=="gemm_7b_layer_mix_TFLOPs"{print $2}')
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+cuda=$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
+commit=$(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)
+echo "# gpu=$gpu; cuda=$cuda; commit=$commit; read_GBps=$read_bw; cublas_fp16_gemm_TFLOPs=$gemm; date=$(date -u +%FT%TZ)" > "$csv"
+echo "case,model,batch,new_tokens,ms_per_step,tok_per_s,achieved_GBps,pct_of_read_bw,prefill_ms,plan_GiB" >> "$csv"
+
+run() { # name spec batch L extra...
+    local name=$1 spec=$2 b=$3 L=$4; shift 4
+    local out
+    out=$($LOP -q generate "$spec" --device cuda --ids $ids -n "$L" --batch "$b" --ignore-eos $samp --warmup 1 --runs 3 "$@" 2>&1 >/dev/null)
+    local rc=$?
+    echo "== $name: $spec batch $b L $L $*"
+    echo "$out"
+    if [ $rc -ne 0 ]; then echo "$name,$spec,$b,$L,FAILED,,,,," >> "$csv"; return; fi
+    local line ms tps gbs pct pre plan
+    line=$(echo "$out" | grep '^decode:')
+    ms=$(echo "$line" | sed -E 's/.*: ([0-9.]+) ms\/token step.*/\1/')
+    tps=$(echo "$line" | sed -E 's/.*, ([0-9.]+) tok\/s.*/\1/')
+    gbs=$(echo "$line" | sed -E 's/.*, ([0-9.]+) GB\/s.*/\1/')
+    pct=$(awk "BEGIN{printf \"%.1f\", 100*$gbs/$read_bw}")
+    pre=$(echo "$out" | sed -n 's/.*prefill median \([0-9.]*\) ms.*/\1/p')
+    plan=$(echo "$out" | sed -n 's/^plan:.* = \([0-9.]*\) GiB.*/\1/p')
+    echo "$name,$spec,$b,$L,$ms,$tps,$gbs,$pct,$pre,$plan" >> "$csv"
+}
+# GEMV loop variants (k_gemv.cu) and programmatic dependent launch: BENCH_VARIANTS=1 measures them
+# and uses the fastest variant for everything after (exported as LOP_CUDA_GEMV)
+if [ -n "${BENCH_VARIANTS:-}" ]; then
+    for v in 0 1 2 3; do LOP_CUDA_GEMV=$v run 7b_b1_gemv$v synth:llama-7b 1 128; done
+    best_v=$(awk -F, '$1 ~ /^7b_b1_gemv[0-9]$/ && $6 != "" {print $6, substr($1, 11)}' "$csv" | sort -g | tail -1 | awk '{print $2}')
+    export LOP_CUDA_GEMV=${best_v:-0}
+    echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
+    LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
+fi
+LOP_CUDA_FUSED_NORM=1 run 7b_b1_fused_norm synth:llama-7b 1 128
+run 7b_b1 synth:llama-7b 1 128
+run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
+run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
+run depth4.9b_b1 synth:llama-7b:layers=23 1 128
+run width4.9b_b1 synth:llama-7b:heads=21@4-29:ffn=7155@4-29 1 128
+run 13b_b1 synth:llama-13b 1 128
+run 7b_b256 synth:llama-7b 256 128
+run 7b_b16 synth:llama-7b 16 128
+# prefill 8 x 512: a 512-token prompt, one new token
+p512=$(seq 1 512 | awk '{printf "%s%d", (NR>1?",":""), 100+($1*7919)%31000}')
+pout=$($LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos --warmup 1 --runs 3 2>&1 >/dev/null)
+echo "== prefill 8x512"; echo "$pout"
+pms=$(echo "$pout" | sed -n 's/.*prefill median \([0-9.]*\) ms.*/\1/p')
+# FLOPs: 2 x non-embedding params x tokens + attention (QK^T and PV: 4 x hd x heads x layers x causal pairs)
+pflops=$(awk "BEGIN{ne=6738415616-2*32000*4096; pairs=8*512*513/2; print 2*ne*4096 + 4*4096*32*pairs}")
+prate=$(awk "BEGIN{printf \"%.1f\", $pflops/($pms*1e9)}")
+ppct=$(awk "BEGIN{printf \"%.1f\", 100*$prate/$gemm}")
+echo "prefill_8x512,synth:llama-7b,8,1,,,,,${pms},," >> "$csv"
+echo "# prefill_8x512: ${pms} ms = ${prate} TFLOP/s = ${ppct}% of cuBLAS ${gemm} TFLOP/s" >> "$csv"
+# where the time goes (device time per phase, kernels launched one by one with events between)
+echo "== trace: decode 7B batch 1 (no graph), 32 steps"
+LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $ids -n 32 --ignore-eos --no-graphs 2>&1 >/dev/null | grep -E "trace|decode:"
+echo "== trace: prefill 8x512"
+LOP_CUDA_TRACE=1 $LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos 2>&1 >/dev/null | grep -E "trace|prefill:"
+# kernel durations of one decode step, from the hardware (Nsight Compute), against the step time
+if command -v ncu >/dev/null; then
+    echo "== ncu: one decode step of 7B batch 1 (kernels launched one by one)"
+    timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+        $LOP -q generate synth:llama-7b --device cuda --ids $ids -n 2 --ignore-eos --no-graphs 2>/dev/null > /tmp/ncu.csv
+    python3 - /tmp/ncu.csv <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: sys.exit(print("ncu: no data"))
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+def clean(k):
+    return k[5:] if k.startswith("void ") else k
+scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+ks = [(clean(r[ki]), float(r[vi].replace(",", "")) * scale.get(r[ui].strip(), float("nan"))) for r in rows[1:]]
+idx = [i for i, (k, _) in enumerate(ks) if k.startswith("sample_kernel")]
+step = ks[idx[0] + 2: idx[1] + 2] if len(idx) >= 2 else ks
+agg = collections.OrderedDict()
+for k, us in step:
+    name = k.split("(")[0].split("<")[0]
+    try:
+        targs = k.split("<", 1)[1].split(",")
+        key = name + ("<NB " + targs[1].strip() + ", mode " + targs[2].strip() + ">" if name == "gemv_kernel" else "")
+    except IndexError:
+        key = name
+    a = agg.setdefault(key, [0, 0.0]); a[0] += 1; a[1] += us
+tot = sum(v[1] for v in agg.values())
+print(f"ncu: {len(step)} kernels in one decode step, sum of kernel durations {tot:.0f} us")
+for k, (n, us) in sorted(agg.items(), key=lambda x: -x[1][1]):
+    print(f"  {k:40s} {n:4d} launches {us:9.1f} us  ({us / n:6.1f} us each)")
+PY
+fi
+# the issue's ratios
+t1=$(awk -F, '$1=="7b_b1"{print $6}' "$csv"); td=$(awk -F, '$1=="depth4.9b_b1"{print $6}' "$csv"); tw=$(awk -F, '$1=="width4.9b_b1"{print $6}' "$csv")
+[ -n "$t1" ] && [ -n "$td" ] && [ -n "$tw" ] && echo "# speedup depth4.9b/7b $(awk "BEGIN{printf \"%.3f\", $td/$t1}"), width4.9b/7b $(awk "BEGIN{printf \"%.3f\", $tw/$t1}")" >> "$csv"
+echo; (column -s, -t < "$csv" 2>/dev/null || cat "$csv")

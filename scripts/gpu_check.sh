@@ -1,0 +1,87 @@
+#!/bin/bash
+# One call on the GPU machine (device time is scarce): build lop with the CUDA backend against the
+# Debian -dev packages carried as .deb files (that machine has nvcc, torch and transformers but none of
+# our packages and no network), run the CUDA tests, the HF-transformers parity on full-size shapes,
+# the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files).
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test parity bench hf
+# Test the build stage on a machine without a GPU first: it needs only nvcc and the .deb files.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEBS=${LOP_DEBS:-../debs}
+OUT=${OUT:-/tmp/lop-out}
+BUILD=${BUILD:-build}
+JOBS=${JOBS:-$(nproc)}
+stages=${*:-build test bench parity hf}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+export PYTHONUNBUFFERED=1
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+t_start=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - t_start )) s] $*"; }
+
+# ---- dependencies from the carried .deb files, unpacked into a private prefix
+P=${LOP_DEPS_PREFIX:-/tmp/lop-deps}
+mkdir -p "$P"
+for f in "$DEBS"/*.deb; do dpkg -x "$f" "$P" || { echo "cannot unpack $f"; exit 1; }; done
+LIB=$P/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$LIB:$LIB/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+DEP_CFLAGS="-I$P/usr/include/cjson -I$P/usr/include -I$P/usr/include/x86_64-linux-gnu/openblas-pthread"
+DEP_LIBS="-L$LIB -L$LIB/openblas-pthread -Wl,-rpath,$LIB:$LIB/openblas-pthread -lcjson -lopenblas -lpcre2-8"
+
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "commit: $(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1
+    nvcc --version | tail -2
+    python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)' 2>&1
+    uname -r; nproc
+} | tee "$OUT/env.txt"
+
+if has build; then
+    stamp "build"
+    tests=$(ls tests/test_*.c | sed "s|tests/\(.*\)\.c|$BUILD/tests/\1|")
+    make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" all $tests || { echo "BUILD FAILED"; exit 1; }
+    nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
+    stamp "build done"
+fi
+
+if has test; then
+    stamp "tests"
+    timeout 180 "$BUILD/tests/test_cuda" > "$OUT/test_cuda.log" 2>&1
+    echo "test_cuda exit $?"
+    grep -E "error|PASSED|FAILED|SKIPPED|OK \]|^  " "$OUT/test_cuda.log" | grep -v "^\[ RUN" | tail -150
+    # the GEMV loop variants and PDL launches (benchmarked in bench/cuda_decode.sh) pass the same tests
+    for v in 1 2 3; do
+        LOP_CUDA_GEMV=$v timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_GEMV=$v exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
+    done
+    LOP_CUDA_PDL=1 timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_PDL=1 exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
+    for t in test_generate test_hf_parity test_ops; do
+        timeout 60 "$BUILD/tests/$t" > /tmp/$t.log 2>&1; echo "$t exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/$t.log | tr '\n' ' ')"
+    done
+    # SmolLM2-shaped model (random weights: the real GGUF is over the transfer limit) greedy, GPU vs CPU
+    sm_ids=1,9690,42,2
+    g=$("$BUILD/lop" -q generate synth:smollm2-135m --ids $sm_ids -n 32 --ignore-eos --device cuda 2>/dev/null)
+    c=$("$BUILD/lop" -q generate synth:smollm2-135m --ids $sm_ids -n 32 --ignore-eos --device cpu 2>/dev/null)
+    echo "smollm2-shape greedy cuda: $g"; echo "smollm2-shape greedy cpu:  $c"
+    [ "$g" = "$c" ] && echo "smollm2-shape greedy: identical 32 tokens" || echo "smollm2-shape greedy: DIFFERENT"
+    stamp "tests done"
+fi
+
+if has bench; then
+    stamp "bench"
+    timeout 200 bench/cuda_decode.sh "$OUT/bench.csv" "$BUILD"; echo "bench exit $?"
+    stamp "bench done"
+fi
+
+if has parity; then
+    stamp "HF parity"
+    timeout 150 python3 scripts/gpu_hf_parity.py "$BUILD/lop" "$OUT"; echo "parity exit $?"
+    stamp "HF parity done"
+fi
+
+if has hf; then
+    stamp "HF anchor"
+    timeout 110 python3 bench/hf_anchor.py 1 128 2 2>&1 | grep -v Warning | tee "$OUT/hf_anchor.txt"
+    stamp "HF anchor done"
+fi

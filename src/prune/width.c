@@ -1,0 +1,476 @@
+/* Width-pruning plan (scores, kept heads / channels, FLAP compensation) and the pruned model; see
+ * width.h. Why the Wanda-sp re-propagation is a correction and not a rebuilt trainer: removing a head
+ * or channel is exactly subtracting its o_proj / down_proj column times its input from the module's
+ * output, so the trainer runs the unpruned weights and we subtract; nothing is copied or rebuilt. */
+#include "prune/width.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "core/timer.h"
+#include "model/synth.h"
+#include "train/train.h"
+
+static const char *const method_names[LOP_WM_COUNT] = {"magnitude", "wanda-sp", "flap", "llm-pruner"};
+
+const char *lop_width_method_name(lop_width_method m) { return m < LOP_WM_COUNT ? method_names[m] : "?"; }
+
+lop_status lop_width_method_parse(const char *s, lop_width_method *out) {
+    for (int i = 0; i < LOP_WM_COUNT; i++)
+        if (!strcmp(s, method_names[i])) return *out = (lop_width_method)i, LOP_OK;
+    return lop_fail(LOP_ERR_ARG, "unknown --method '%s' (expected magnitude, wanda-sp, flap or llm-pruner)", s);
+}
+
+lop_status lop_gqa_mode_parse(const char *s, lop_gqa_mode *out) {
+    if (!strcmp(s, "query")) return *out = LOP_GQA_QUERY, LOP_OK;
+    if (!strcmp(s, "kv")) return *out = LOP_GQA_KV, LOP_OK;
+    return lop_fail(LOP_ERR_ARG, "unknown --gqa '%s' (expected query: heads inside each KV group, or kv: whole groups)", s);
+}
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+/* fp32 copy of a present tensor (caller frees); NULL with an error set on OOM */
+static float *f32_copy(const lop_tensor *t) {
+    int64_t n = lop_tensor_numel(t);
+    float *d = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!d) {
+        lop_fail(LOP_ERR_OOM, "out of memory: %lld floats", (long long)n);
+        return NULL;
+    }
+    lop_convert_to_f32(d, t->data, t->dtype, n);
+    return d;
+}
+
+static int64_t attn_cost(int nh, int nkv, int hd, int dim) { return 2 * (int64_t)nh * hd * dim + 2 * (int64_t)nkv * hd * dim; }
+
+static int round_ffn(double f, int r, int full) {
+    int k = (int)llround(f / r) * r;
+    if (k < r) k = r;
+    return k > full ? full : k;
+}
+
+/* kept[n] = 1 for the k highest scores (ties: the lower index) */
+static void keep_top(const double *s, int n, int k, uint8_t *kept) {
+    memset(kept, 0, (size_t)n);
+    for (int c = 0; c < k; c++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!kept[i] && (best < 0 || s[i] > s[best])) best = i;
+        kept[best] = 1;
+    }
+}
+
+/* head selection: QUERY mode keeps qk heads in every group; KV mode keeps qk whole groups */
+static void select_heads(const lop_layer_shape *s, lop_gqa_mode g, int qk, const double *hs, uint8_t *keep) {
+    int qpg = s->n_heads / s->n_kv_heads;
+    if (g == LOP_GQA_QUERY) {
+        for (int grp = 0; grp < s->n_kv_heads; grp++) keep_top(hs + grp * qpg, qpg, qk, keep + grp * qpg);
+    } else {
+        double gs[256];
+        uint8_t gk[256];
+        for (int grp = 0; grp < s->n_kv_heads; grp++) {
+            gs[grp] = 0;
+            for (int h = 0; h < qpg; h++) gs[grp] += hs[grp * qpg + h];
+        }
+        keep_top(gs, s->n_kv_heads, qk, gk);
+        for (int h = 0; h < s->n_heads; h++) keep[h] = gk[h / qpg];
+    }
+}
+
+/* params removed in layer l with qk kept (per group, or groups) and f kept FFN channels */
+static int64_t removed_params(const lop_model *m, int l, lop_gqa_mode g, int qk, int f) {
+    const lop_layer_shape *s = &m->cfg.layers[l];
+    int64_t r = 0, D = m->cfg.dim;
+    if (s->n_heads) {
+        int qpg = s->n_heads / s->n_kv_heads;
+        int64_t full = attn_cost(s->n_heads, s->n_kv_heads, s->head_dim, (int)D);
+        r += full - (g == LOP_GQA_QUERY ? attn_cost(qk * s->n_kv_heads, s->n_kv_heads, s->head_dim, (int)D)
+                                        : attn_cost(qk * qpg, qk, s->head_dim, (int)D));
+    }
+    if (s->ffn_dim) r += 3 * D * (s->ffn_dim - f);
+    return r;
+}
+
+static int units_per_layer(const lop_layer_shape *s, lop_gqa_mode g) {
+    return g == LOP_GQA_QUERY ? s->n_heads / s->n_kv_heads : s->n_kv_heads;
+}
+
+void lop_width_plan_free(lop_width_plan *p) {
+    if (!p) return;
+    for (int l = 0; l < p->n_layers; l++) {
+        if (p->head_score) free(p->head_score[l]);
+        if (p->ch_score) free(p->ch_score[l]);
+        if (p->head_keep) free(p->head_keep[l]);
+        if (p->ch_keep) free(p->ch_keep[l]);
+        if (p->bo_add) free(p->bo_add[l]);
+        if (p->bdown_add) free(p->bdown_add[l]);
+    }
+    free(p->head_score);
+    free(p->ch_score);
+    free(p->head_keep);
+    free(p->ch_keep);
+    free(p->bo_add);
+    free(p->bdown_add);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- scores --------------------------------------------------------------------------------- */
+/* sum over each group of |W| (grads NULL) or |W * dL/dW| (grads: the gradient store) */
+static float *group_w(const lop_model *m, int l, int field, const lop_grad_store *gs) {
+    float *w = f32_copy(lop_layer_tensor_c(&m->w.layers[l], field));
+    if (w && gs) {
+        const float *g = lop_grad_store_get(gs, (lop_param_id){l, field});
+        int64_t n = lop_tensor_numel(lop_layer_tensor_c(&m->w.layers[l], field));
+        for (int64_t i = 0; i < n; i++) w[i] *= g ? g[i] : 0.0f;
+    }
+    return w;
+}
+
+static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs, const lop_grad_store *gs) {
+    const lop_layer_shape *s = &m->cfg.layers[l];
+    int D = m->cfg.dim;
+    lop_status st = LOP_OK;
+    if (s->n_heads) {
+        int hd = s->head_dim, qd = s->n_heads * hd, qpg = s->n_heads / s->n_kv_heads;
+        float *q = group_w(m, l, LOP_LF_wq, gs), *o = group_w(m, l, LOP_LF_wo, gs), *k = group_w(m, l, LOP_LF_wk, gs),
+              *v = group_w(m, l, LOP_LF_wv, gs);
+        if (!q || !o || !k || !v) st = LOP_ERR_OOM;
+        for (int h = 0; st == LOP_OK && h < s->n_heads; h++) {
+            double a = 0;
+            for (int64_t i = (int64_t)h * hd * D; i < (int64_t)(h + 1) * hd * D; i++) a += fabs(q[i]);
+            for (int r = 0; r < D; r++)
+                for (int j = h * hd; j < (h + 1) * hd; j++) a += fabs(o[(size_t)r * qd + j]);
+            if (g == LOP_GQA_KV) { /* the group's k/v rows, shared out over its heads */
+                int kv = h / qpg;
+                double b = 0;
+                for (int64_t i = (int64_t)kv * hd * D; i < (int64_t)(kv + 1) * hd * D; i++) b += fabs(k[i]) + fabs(v[i]);
+                a += b / qpg;
+            }
+            hs[h] = a;
+        }
+        free(q), free(o), free(k), free(v);
+    }
+    if (st == LOP_OK && s->ffn_dim) {
+        int f = s->ffn_dim;
+        float *gt = group_w(m, l, LOP_LF_w_gate, gs), *up = group_w(m, l, LOP_LF_w_up, gs), *dn = group_w(m, l, LOP_LF_w_down, gs);
+        if (!gt || !up || !dn) st = LOP_ERR_OOM;
+        for (int c = 0; st == LOP_OK && c < f; c++) {
+            double a = 0;
+            for (int i = 0; i < D; i++) a += fabs(gt[(size_t)c * D + i]) + fabs(up[(size_t)c * D + i]) + fabs(dn[(size_t)i * f + c]);
+            cs[c] = a;
+        }
+        free(gt), free(up), free(dn);
+    }
+    return st;
+}
+
+/* per input channel of W [D][in] with calibration inputs X [n][in]: wanda-sp or flap channel scores;
+ * mean[in] receives the channel means (flap) */
+static void channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n, double *out,
+                           double *mean) {
+    double *s1 = calloc((size_t)in, sizeof(double)), *s2 = calloc((size_t)in, sizeof(double));
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < in; j++) {
+            double x = X[(size_t)t * in + j];
+            s1[j] += x;
+            s2[j] += x * x;
+        }
+    for (int j = 0; j < in; j++) {
+        double wa = 0, w2 = 0;
+        for (int i = 0; i < D; i++) {
+            double w = W[(size_t)i * in + j];
+            wa += fabs(w);
+            w2 += w * w;
+        }
+        if (meth == LOP_WM_WANDA_SP) out[j] = wa / D * sqrt(s2[j]);
+        else {
+            double mu = s1[j] / n, var = n > 1 ? (s2[j] - n * mu * mu) / (n - 1) : 0;
+            out[j] = (var > 0 ? var : 0) * w2;
+            mean[j] = mu;
+        }
+    }
+    free(s1);
+    free(s2);
+}
+
+/* x -= W[:, j] * X[:, j] for every removed channel j (drop[j] = 1): the pruned module's output */
+static void subtract_removed(float *x, const float *W, int D, int in, const float *X, int n, const uint8_t *drop) {
+    for (int j = 0; j < in; j++) {
+        if (!drop[j]) continue;
+        for (int t = 0; t < n; t++) {
+            float a = X[(size_t)t * in + j];
+            float *xr = x + (size_t)t * D;
+            for (int i = 0; i < D; i++) xr[i] -= W[(size_t)i * in + j] * a;
+        }
+    }
+}
+
+static void standardise(double *v, int n) {
+    if (n < 2) return;
+    double mu = 0, s = 0;
+    for (int i = 0; i < n; i++) mu += v[i];
+    mu /= n;
+    for (int i = 0; i < n; i++) s += (v[i] - mu) * (v[i] - mu);
+    s = sqrt(s / (n - 1));
+    for (int i = 0; i < n; i++) v[i] = s > 0 ? (v[i] - mu) / s : 0;
+}
+
+typedef struct unit {
+    double z;
+    int64_t cost;
+    int layer, kind; /* kind 0: head unit, 1: channel */
+} unit;
+
+static int cmp_unit(const void *a, const void *b) {
+    const unit *x = a, *y = b;
+    return x->z < y->z ? -1 : x->z > y->z ? 1 : (x->layer != y->layer ? y->layer - x->layer : x->kind - y->kind);
+}
+
+/* ---- the plan ------------------------------------------------------------------------------- */
+lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_width_opts *o, lop_width_plan *p) {
+    memset(p, 0, sizeof *p);
+    if (m->synthetic) LOP_TRY(lop_synth_materialize(m));
+    if (!m->weights_loaded) return lop_fail(LOP_ERR_ARG, "%s: weights not loaded", m->source);
+    int L = m->cfg.n_layers, D = m->cfg.dim, l0 = o->layer0, l1 = o->layer1 ? o->layer1 : L;
+    if (o->method == LOP_WM_LLM_PRUNER && !o->layer1 && !o->layer0 && L > 6) l0 = 4, l1 = L - 2;
+    if (l0 < 0 || l1 > L || l0 >= l1)
+        return lop_fail(LOP_ERR_ARG, "--layers %d:%d: expected A:B with 0 <= A < B <= %d", l0, l1, L);
+    int R = o->round;
+    if (R != 1 && R != 8 && R != 64 && R != 128) return lop_fail(LOP_ERR_ARG, "--round %d: expected 1, 8, 64 or 128", R);
+    if (o->method != LOP_WM_MAGNITUDE && !cal)
+        return lop_fail(LOP_ERR_ARG, "--method %s needs calibration data", lop_width_method_name(o->method));
+    for (int l = 0; l < L; l++)
+        if (m->cfg.layers[l].n_heads > 256) return lop_fail(LOP_ERR_UNSUPPORTED, "layer %d: more than 256 heads", l);
+    p->n_layers = L;
+    p->params_before = lop_model_n_params(m);
+    if (o->target.kind == LOP_DEPTH_RATIO) p->target_removed = llround(o->target.ratio * p->params_before);
+    else if (o->target.kind == LOP_DEPTH_PARAMS) {
+        if (o->target.params >= p->params_before)
+            return lop_fail(LOP_ERR_ARG, "--width params=%lld: the model has only %lld parameters",
+                            (long long)o->target.params, (long long)p->params_before);
+        p->target_removed = p->params_before - o->target.params;
+    } else return lop_fail(LOP_ERR_ARG, "--width takes a percentage (20%%) or params=COUNT, not a unit count");
+    p->head_score = calloc((size_t)L, sizeof(double *));
+    p->ch_score = calloc((size_t)L, sizeof(double *));
+    p->head_keep = calloc((size_t)L, sizeof(uint8_t *));
+    p->ch_keep = calloc((size_t)L, sizeof(uint8_t *));
+    p->bo_add = calloc((size_t)L, sizeof(float *));
+    p->bdown_add = calloc((size_t)L, sizeof(float *));
+    lop_status st = p->head_score && p->ch_score && p->head_keep && p->ch_keep && p->bo_add && p->bdown_add
+                        ? LOP_OK : lop_fail(LOP_ERR_OOM, "out of memory");
+    for (int l = 0; st == LOP_OK && l < L; l++) {
+        const lop_layer_shape *s = &m->cfg.layers[l];
+        p->head_score[l] = calloc((size_t)s->n_heads + 1, sizeof(double));
+        p->ch_score[l] = calloc((size_t)s->ffn_dim + 1, sizeof(double));
+        p->head_keep[l] = malloc((size_t)s->n_heads + 1);
+        p->ch_keep[l] = malloc((size_t)s->ffn_dim + 1);
+        if (!p->head_score[l] || !p->ch_score[l] || !p->head_keep[l] || !p->ch_keep[l])
+            st = lop_fail(LOP_ERR_OOM, "out of memory");
+        else memset(p->head_keep[l], 1, (size_t)s->n_heads + 1), memset(p->ch_keep[l], 1, (size_t)s->ffn_dim + 1);
+    }
+    if (st != LOP_OK) return lop_width_plan_free(p), st;
+    double t0 = lop_now();
+
+    /* uniform methods: one ratio for every layer in range, found from the shapes alone */
+    double best_r = -1;
+    if (o->method != LOP_WM_FLAP) {
+        int64_t best_d = INT64_MAX;
+        for (int i = 1; i < 2000; i++) {
+            double r = i / 2000.0;
+            int64_t rem = 0;
+            for (int l = l0; l < l1; l++) {
+                const lop_layer_shape *s = &m->cfg.layers[l];
+                int nu = units_per_layer(s, o->gqa), qk = (int)llround(nu * (1 - r));
+                if (qk < 1) qk = 1;
+                rem += removed_params(m, l, o->gqa, s->n_heads ? qk : 0, s->ffn_dim ? round_ffn(s->ffn_dim * (1 - r), R, s->ffn_dim) : 0);
+            }
+            int64_t d = llabs(rem - p->target_removed);
+            if (d < best_d) best_d = d, best_r = r;
+        }
+    }
+
+    /* scores (and, for wanda-sp, the selection layer by layer) */
+    lop_trainer *tr = NULL;
+    float *x = NULL, *x0 = NULL;
+    double **mean_o = NULL, **mean_d = NULL;
+    int ns = cal ? cal->n_samples : 0, T = cal ? cal->seq_len : 0, n = ns * T;
+    lop_grad_store *gs = NULL;
+    if (o->method == LOP_WM_LLM_PRUNER) { /* gradients of the mean calibration NLL, one sample per call */
+        lop_trainer_opts to = {.max_tokens = T, .n_threads = o->n_threads};
+        st = lop_trainer_create(m, &to, &tr);
+        if (st == LOP_OK) st = lop_grad_store_new(m, &gs);
+        lop_grad_sink sink = gs ? lop_grad_store_sink(gs) : (lop_grad_sink){0};
+        for (int k = 0; st == LOP_OK && k < ns; k++)
+            st = lop_trainer_backward(tr, cal->tokens + (size_t)k * T, 1, T, 1, 1.0 / ((double)ns * (T - 1)), &sink, NULL, NULL);
+        lop_trainer_free(tr);
+        tr = NULL;
+    } else if (o->method != LOP_WM_MAGNITUDE) {
+        lop_trainer_opts to = {.max_tokens = n, .max_bwd_tokens = T, .n_threads = o->n_threads};
+        st = lop_trainer_create(m, &to, &tr);
+        x = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
+        x0 = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
+        mean_o = calloc((size_t)L, sizeof(double *));
+        mean_d = calloc((size_t)L, sizeof(double *));
+        if (st == LOP_OK && (!x || !x0 || !mean_o || !mean_d)) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        if (st == LOP_OK) st = lop_trainer_embed(tr, cal->tokens, n, x);
+    }
+    for (int l = 0; st == LOP_OK && l < L; l++) {
+        const lop_layer_shape *s = &m->cfg.layers[l];
+        int in_range = l >= l0 && l < l1;
+        int nu = units_per_layer(s, o->gqa), qk = s->n_heads ? (int)llround(nu * (1 - best_r)) : 0;
+        if (qk < 1) qk = 1;
+        int fk = s->ffn_dim ? round_ffn(s->ffn_dim * (1 - best_r), R, s->ffn_dim) : 0;
+        if (o->method == LOP_WM_MAGNITUDE || o->method == LOP_WM_LLM_PRUNER) {
+            if (!in_range) continue;
+            st = magnitude(m, l, o->gqa, p->head_score[l], p->ch_score[l], gs);
+            if (s->n_heads) select_heads(s, o->gqa, qk, p->head_score[l], p->head_keep[l]);
+            if (s->ffn_dim) keep_top(p->ch_score[l], s->ffn_dim, fk, p->ch_keep[l]);
+            continue;
+        }
+        /* scores from the layer as it stands (both modules see the unpruned layer, as Wanda-sp's
+         * hooks do); wanda-sp then selects and re-runs the layer pruned, so the next layer's
+         * calibration inputs come from the pruned model */
+        if (in_range && o->method == LOP_WM_WANDA_SP) memcpy(x0, x, (size_t)n * D * sizeof(float));
+        for (int pass = 0; st == LOP_OK && pass < (in_range && o->method == LOP_WM_WANDA_SP ? 2 : 1); pass++) {
+            if (pass == 1) memcpy(x, x0, (size_t)n * D * sizeof(float));
+            for (int mod = LOP_SKIP_ATTN; st == LOP_OK && mod <= LOP_SKIP_FFN; mod <<= 1) {
+                int in = mod == LOP_SKIP_ATTN ? s->n_heads * s->head_dim : s->ffn_dim;
+                if (!in) continue;
+                st = lop_trainer_module(tr, l, mod, x, ns, T);
+                if (st != LOP_OK || !in_range) continue;
+                const float *X = lop_trainer_proj_input(tr, mod);
+                float *W = f32_copy(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down);
+                double *cs = malloc((size_t)in * sizeof(double)), *mu = malloc((size_t)in * sizeof(double));
+                uint8_t *drop = malloc((size_t)in);
+                if (!W || !cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
+                if (st == LOP_OK && pass == 0) {
+                    channel_scores(o->method, W, D, in, X, n, cs, mu);
+                    if (mod == LOP_SKIP_ATTN) {
+                        for (int h = 0; h < s->n_heads; h++) {
+                            double a = 0;
+                            for (int j = h * s->head_dim; j < (h + 1) * s->head_dim; j++)
+                                a += o->method == LOP_WM_FLAP ? cs[j] * cs[j] : cs[j];
+                            p->head_score[l][h] = a;
+                        }
+                    } else memcpy(p->ch_score[l], cs, (size_t)in * sizeof(double));
+                    if (o->method == LOP_WM_WANDA_SP) {
+                        if (mod == LOP_SKIP_ATTN) select_heads(s, o->gqa, qk, p->head_score[l], p->head_keep[l]);
+                        else keep_top(p->ch_score[l], in, fk, p->ch_keep[l]);
+                    } else {
+                        (mod == LOP_SKIP_ATTN ? mean_o : mean_d)[l] = mu;
+                        mu = NULL;
+                    }
+                } else if (st == LOP_OK) { /* pass 1: the pruned module's output */
+                    for (int j = 0; j < in; j++)
+                        drop[j] = mod == LOP_SKIP_ATTN ? !p->head_keep[l][j / s->head_dim] : !p->ch_keep[l][j];
+                    subtract_removed(x, W, D, in, X, n, drop);
+                }
+                free(W), free(cs), free(mu), free(drop);
+            }
+        }
+    }
+    lop_trainer_free(tr);
+    lop_grad_store_free(gs);
+    free(x);
+    free(x0);
+
+    /* FLAP: standardise per layer and module type, one global threshold, compensation */
+    if (st == LOP_OK && o->method == LOP_WM_FLAP) {
+        int cap = 0;
+        for (int l = l0; l < l1; l++) cap += units_per_layer(&m->cfg.layers[l], o->gqa) * m->cfg.layers[l].n_kv_heads + m->cfg.layers[l].ffn_dim;
+        unit *u = malloc((size_t)(cap + 1) * sizeof *u);
+        double *z = malloc((size_t)(cap + 1) * sizeof *z);
+        if (!u || !z) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        int nu = 0;
+        for (int l = l0; st == LOP_OK && l < l1; l++) {
+            const lop_layer_shape *s = &m->cfg.layers[l];
+            if (s->n_heads) { /* units: heads (query mode) or groups (kv mode) */
+                int qpg = s->n_heads / s->n_kv_heads, k = o->gqa == LOP_GQA_QUERY ? s->n_heads : s->n_kv_heads;
+                for (int i = 0; i < k; i++) {
+                    if (o->gqa == LOP_GQA_QUERY) z[i] = p->head_score[l][i];
+                    else {
+                        z[i] = 0;
+                        for (int h = 0; h < qpg; h++) z[i] += p->head_score[l][i * qpg + h];
+                    }
+                }
+                standardise(z, k);
+                int64_t c = o->gqa == LOP_GQA_QUERY ? 2 * (int64_t)s->head_dim * D : (2 * (int64_t)qpg + 2) * s->head_dim * D;
+                for (int i = 0; i < k; i++) u[nu++] = (unit){z[i], c, l, 0};
+            }
+            if (s->ffn_dim) {
+                memcpy(z, p->ch_score[l], (size_t)s->ffn_dim * sizeof(double));
+                standardise(z, s->ffn_dim);
+                for (int i = 0; i < s->ffn_dim; i++) u[nu++] = (unit){z[i], 3 * (int64_t)D, l, 1};
+            }
+        }
+        int *rm_h = calloc((size_t)L, sizeof(int)), *rm_c = calloc((size_t)L, sizeof(int));
+        if (st == LOP_OK && (!rm_h || !rm_c)) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        if (st == LOP_OK) {
+            qsort(u, (size_t)nu, sizeof *u, cmp_unit);
+            int64_t done = 0;
+            for (int i = 0; i < nu; i++) { /* lowest first: every unit that brings the count closer */
+                int64_t left = p->target_removed - done;
+                if (left <= 0) break;
+                if (u[i].cost >= 2 * left) continue;
+                done += u[i].cost;
+                (u[i].kind ? rm_c : rm_h)[u[i].layer]++;
+            }
+        }
+        for (int l = l0; st == LOP_OK && l < l1; l++) {
+            const lop_layer_shape *s = &m->cfg.layers[l];
+            if (s->n_heads) {
+                int qpg = s->n_heads / s->n_kv_heads;
+                int qk = o->gqa == LOP_GQA_QUERY ? (int)llround((double)(s->n_heads - rm_h[l]) / s->n_kv_heads)
+                                                 : s->n_kv_heads - rm_h[l];
+                if (qk < 1) qk = 1;
+                if (qk > (o->gqa == LOP_GQA_QUERY ? qpg : s->n_kv_heads)) qk = o->gqa == LOP_GQA_QUERY ? qpg : s->n_kv_heads;
+                select_heads(s, o->gqa, qk, p->head_score[l], p->head_keep[l]);
+            }
+            if (s->ffn_dim) keep_top(p->ch_score[l], s->ffn_dim, round_ffn(s->ffn_dim - rm_c[l], R, s->ffn_dim), p->ch_keep[l]);
+            /* compensation: b += W[:, removed] . mean[removed] */
+            for (int mod = LOP_SKIP_ATTN; st == LOP_OK && mod <= LOP_SKIP_FFN; mod <<= 1) {
+                int in = mod == LOP_SKIP_ATTN ? s->n_heads * s->head_dim : s->ffn_dim;
+                double *mu = (mod == LOP_SKIP_ATTN ? mean_o : mean_d)[l];
+                if (!in || !mu) continue;
+                float *W = f32_copy(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down);
+                float *b = calloc((size_t)D, sizeof(float));
+                if (!W || !b) {
+                    free(W), free(b);
+                    st = lop_fail(LOP_ERR_OOM, "out of memory");
+                    break;
+                }
+                for (int j = 0; j < in; j++) {
+                    int kept = mod == LOP_SKIP_ATTN ? p->head_keep[l][j / s->head_dim] : p->ch_keep[l][j];
+                    if (kept) continue;
+                    for (int i = 0; i < D; i++) b[i] += (float)(W[(size_t)i * in + j] * mu[j]);
+                }
+                free(W);
+                (mod == LOP_SKIP_ATTN ? p->bo_add : p->bdown_add)[l] = b;
+            }
+        }
+        free(u), free(z), free(rm_h), free(rm_c);
+    }
+    for (int l = 0; mean_o && l < L; l++) free(mean_o[l]), free(mean_d[l]);
+    free(mean_o);
+    free(mean_d);
+    p->seconds = lop_now() - t0;
+    if (st != LOP_OK) return lop_width_plan_free(p), st;
+    p->params_after = p->params_before;
+    for (int l = 0; l < L; l++) {
+        const lop_layer_shape *s = &m->cfg.layers[l];
+        int kh = 0, kkv = 0, kf = 0;
+        for (int h = 0; h < s->n_heads; h++) kh += p->head_keep[l][h];
+        for (int g = 0; s->n_heads && g < s->n_kv_heads; g++) {
+            int any = 0, qpg = s->n_heads / s->n_kv_heads;
+            for (int h = 0; h < qpg; h++) any |= p->head_keep[l][g * qpg + h];
+            kkv += any;
+        }
+        for (int c = 0; c < s->ffn_dim; c++) kf += p->ch_keep[l][c];
+        if (s->n_heads) p->params_after -= attn_cost(s->n_heads, s->n_kv_heads, s->head_dim, D) - attn_cost(kh, kkv, s->head_dim, D);
+        p->params_after -= 3 * (int64_t)D * (s->ffn_dim - kf);
+        p->params_after += (p->bo_add[l] && !m->w.layers[l].bo.present ? D : 0) + (p->bdown_add[l] && !m->w.layers[l].b_down.present ? D : 0);
+    }
+    return LOP_OK;
+}

@@ -1,0 +1,245 @@
+/* Skinny GEMM for small batch (1..8 tokens): Y = X · W^T with W [rows][ldw] in fp16/bf16.
+ * Why hand-written: at batch 1-8 a decode step is a pass over every weight once, so the only thing
+ * that matters is streaming W at full bandwidth. Each warp owns one output row (two for the fused
+ * epilogues that need a pair: SwiGLU's gate row j and up row f+j, RoPE's rows j and j+hd/2 of a
+ * head), reads it with 16-byte loads, four loads in flight per lane, and keeps the 1..8 token dot
+ * products in registers; X (a few KB) comes through L1. Rows are zero-padded to a multiple of 8
+ * elements at upload, so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte
+ * aligned. Epilogues fuse what follows the product at small batch: residual add (+bias) into the
+ * fp32 stream, optionally followed by the next RMSNorm done by the last block to finish; SwiGLU
+ * (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache. Launched with programmatic dependent launch: a warp prefetches the head of its weight
+ * row into L2 before waiting for the previous kernel, so the weight stream starts while the small
+ * kernels before it finish (PDL is opt-in: it measured slower, see bench/cuda/NOTES.md).
+ * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v): 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with
+ * the next 4 loaded before the current ones are consumed (register double buffering); 3 = 8, double
+ * buffered. More bytes in flight per warp shortens the latency chain of a row, which is what bounds
+ * the small (4096 x 4096) matrices of a decode step. */
+#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/kernels.cuh"
+
+#define GEMV_WARPS 4
+#define GEMV_MAX_NB 8
+
+template <typename T, int NB, int MODE, int U, int PIPE>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
+                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra, k_norm_args na) {
+    __shared__ double s_red[GEMV_WARPS];
+    __shared__ int s_last;
+    pdl_trigger();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int item = blockIdx.x * GEMV_WARPS + warp;
+    int r0 = item, r1 = item, pair = MODE == GEMV_SWIGLU;
+    const int f = rows / 2;
+    int hh = 0, j = 0, half = ra.hd / 2;
+    if (MODE == GEMV_SWIGLU) {
+        if (item >= lop_pad8(f)) return;
+        if (item >= f) {
+            pdl_wait();
+            if (lane < NB) H[(int64_t)lane * ldh + item] = elt<T>::from_f(0.0f);
+            return;
+        }
+        r1 = item + f;
+    } else if (MODE == GEMV_ROPE) {
+        /* items: (nh + nkv) heads x hd/2 rotation pairs, then the v rows */
+        const int n_pairs = (ra.nh + ra.nkv) * half, kvd = ra.nkv * ra.hd;
+        if (item >= n_pairs + kvd) return;
+        if (item < n_pairs) {
+            hh = item / half;
+            j = item - hh * half;
+            r0 = hh * ra.hd + j;
+            r1 = r0 + half;
+            pair = 1;
+        } else {
+            r0 = r1 = ra.nh * ra.hd + kvd + (item - n_pairs);
+        }
+    } else if (item >= rows && !(MODE == GEMV_ACC && na.w)) {
+        return;
+    }
+    /* the fused norm needs every warp at the block barrier: an idle warp works on a clamped row */
+    const int live = MODE != GEMV_ACC || item < rows;
+    if (!live) r0 = r1 = rows - 1;
+    const int nchunk = ldw >> 3;
+    const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r0 * ldw);
+    const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)r1 * ldw);
+    /* weights do not depend on the previous kernel: start pulling the first 2 KB of the row(s) */
+    if (lane < 16 && lane * 8 < nchunk) {
+        prefetch_l2(w0 + lane * 8);
+        if (pair) prefetch_l2(w1 + lane * 8);
+    }
+    pdl_wait();
+    float acc0[NB], acc1[NB];
+#pragma unroll
+    for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
+
+    uint4 a[U], g[U];
+    auto load = [&](int c0) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int c = c0 + 32 * u;
+            if (c < nchunk) {
+                a[u] = __ldcs(w0 + c);
+                if (pair) g[u] = __ldcs(w1 + c);
+            }
+        }
+    };
+    auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int c = c0 + 32 * u;
+            if (c < nchunk) {
+                float wf[8], wg[8];
+                load8<T>(aa[u], wf);
+                if (pair) load8<T>(gg[u], wg);
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    uint4 xv = __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
+                    float xf[8];
+                    load8<T>(xv, xf);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) {
+                        acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
+                        if (pair) acc1[b] = fmaf(wg[e], xf[e], acc1[b]);
+                    }
+                }
+            }
+        }
+    };
+    if (PIPE) {
+        load(lane);
+        for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            uint4 ca[U], cg[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) ca[u] = a[u], cg[u] = g[u];
+            if (c0 + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
+            consume(ca, cg, c0);
+        }
+    } else {
+        for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            load(c0);
+            consume(a, g, c0);
+        }
+    }
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        acc0[b] = warp_sum(acc0[b]);
+        if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
+    }
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        if (lane != b) continue;
+        if (MODE == GEMV_STORE) {
+            Y[(int64_t)b * ldy + r0] = acc0[b];
+        } else if (MODE == GEMV_ACC) {
+            if (live) Y[(int64_t)b * ldy + r0] += acc0[b] + (bias ? bias[r0] : 0.0f);
+        } else if (MODE == GEMV_SWIGLU) {
+            float gv = acc0[b], uv = acc1[b];
+            if (bias) gv += bias[r0], uv += bias[r1];
+            H[(int64_t)b * ldh + r0] = elt<T>::from_f(gv / (1.0f + expf(-gv)) * uv);
+        } else {
+            /* as rope_cache_kernel: bias, rotate-half RoPE at pos, q (fp32) or the K/V cache (fp16) */
+            const int p = ra.pos[b], qd = ra.nh * ra.hd;
+            const int64_t slot = ra.seq[b];
+            float x0 = acc0[b], x1 = acc1[b];
+            if (ra.b) x0 += ra.b[r0], x1 += ra.b[r1];
+            if (pair) {
+                float a = (float)p * ra.inv_freq[j], sn, cs;
+                sincosf(a, &sn, &cs);
+                float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+                if (hh < ra.nh) {
+                    ra.q[(int64_t)b * qd + r0] = y0;
+                    ra.q[(int64_t)b * qd + r1] = y1;
+                } else {
+                    __half *kr = ra.kc + ((slot * ra.nkv + (hh - ra.nh)) * ra.max_seq + p) * ra.hd;
+                    kr[j] = __float2half_rn(y0);
+                    kr[j + half] = __float2half_rn(y1);
+                }
+            } else {
+                int c = r0 - qd - ra.nkv * ra.hd, g2 = c / ra.hd, d = c - g2 * ra.hd;
+                ra.vc[((slot * ra.nkv + g2) * ra.max_seq + p) * ra.hd + d] = __float2half_rn(x0);
+            }
+        }
+    }
+    if (MODE == GEMV_ACC && na.w) {
+        /* the last block to finish normalises the updated rows (as k_rmsnorm, dim = rows) */
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            s_last = atomicAdd(na.counter, 1) == (int)gridDim.x - 1;
+            if (s_last) *na.counter = 0;
+        }
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        T *out = reinterpret_cast<T *>(na.out);
+        for (int b = 0; b < NB; b++) {
+            const float *xr = Y + (int64_t)b * ldy;
+            float ss = 0.f;
+            for (int d = threadIdx.x; d < rows; d += blockDim.x) {
+                float v = __ldcg(xr + d);
+                ss += v * v;
+            }
+            double t = warp_sum(ss);
+            if (lane == 0) s_red[warp] = t;
+            __syncthreads();
+            double tot = 0;
+            for (int k = 0; k < GEMV_WARPS; k++) tot += s_red[k];
+            __syncthreads();
+            float inv = 1.0f / sqrtf((float)(tot / rows) + na.eps);
+            for (int d = threadIdx.x; d < na.ld_out; d += blockDim.x)
+                out[(int64_t)b * na.ld_out + d] = elt<T>::from_f(d < rows ? na.w[d] * (__ldcg(xr + d) * inv) : 0.0f);
+        }
+    }
+}
+
+int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
+
+template <typename T, int MODE>
+static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
+                        const float *bias, T *H, int ldh, const k_rope_args &ra, const k_norm_args &na, cudaStream_t s) {
+    const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
+    int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
+              : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
+                                    : rows;
+    dim3 grid(lop_cdiv(items, GEMV_WARPS)), block(GEMV_WARPS * 32);
+    switch (nb) {
+#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, na)
+#define CASE_V(N)                                                                                   \
+    case N:                                                                                        \
+        if (v == 1) GO(N, 8, 0);                                                                   \
+        else if (v == 2) GO(N, 4, 1);                                                              \
+        else if (v == 3) GO(N, 8, 1);                                                              \
+        else GO(N, 4, 0);                                                                          \
+        break;
+#define CASE(N) case N: GO(N, 4, 0); break;
+        CASE_V(1) CASE_V(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+#undef CASE_V
+#undef GO
+    default: break;
+    }
+}
+
+void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
+            const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s) {
+    if (nb <= 0 || rows <= 0) return;
+    k_rope_args ra = {};
+    k_norm_args na = {};
+    if (rope) ra = *rope;
+    LOP_DISPATCH_T(dt, {
+        const T *w = (const T *)W, *x = (const T *)X;
+        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        else launch_mode<T, GEMV_ROPE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+    });
+}
+
+void k_gemv_acc_norm(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, float *Y,
+                     const float *bias, const k_norm_args *norm, cudaStream_t s) {
+    if (nb <= 0 || rows <= 0) return;
+    k_rope_args ra = {};
+    k_norm_args na = *norm;
+    LOP_DISPATCH_T(dt, launch_mode<T, GEMV_ACC>((const T *)W, ldw, rows, (const T *)X, ldx, nb, Y, rows, bias, NULL, 0, ra,
+                                                na, s));
+}

@@ -1,0 +1,317 @@
+/* Token sampling on the GPU: greedy (argmax, first index on ties, like torch.argmax and the CPU
+ * sampler) and temperature → top-k → top-p (HF's order), one block per sequence.
+ * Why on the GPU: decode then needs no logits copy and no host decision per token, so a whole
+ * decode step (forward + sampling + position update) is one CUDA graph replay.
+ * How: no full sort. Keys k_i = logit_i / T map to order-preserving uint32; the top-k threshold is
+ * the k-th largest key found by a 4-pass radix select (8 bits a pass, histograms in shared memory).
+ * With top-k <= 1024 (the benchmark's 50) the survivors are compacted into shared memory and
+ * bitonic-sorted (logit descending, index ascending: the CPU sampler's order), and top-p and the
+ * draw walk that sorted list like the CPU does. Otherwise (no top-k, or huge k) the top-p threshold
+ * is found by the same radix walk over probability mass and the draw walks the kept tokens in index
+ * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
+ * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
+ * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double). */
+#include <limits.h>
+
+#include "runtime/cuda/common.cuh"
+#include "runtime/cuda/kernels.cuh"
+
+#define SMP_THREADS 1024
+#define SMP_ONE 1099511627776.0f /* 2^40 */
+
+__device__ __forceinline__ uint32_t okey(float f) {
+    uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ __forceinline__ uint64_t d_splitmix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+template <typename V> __device__ V block_reduce_sum(V v, V *sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    __syncthreads();
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    V t = 0;
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) t += sh[k];
+    return t;
+}
+
+__device__ float block_reduce_max(float v, float *sh) {
+    v = warp_max(v);
+    int w = threadIdx.x >> 5, l = threadIdx.x & 31;
+    __syncthreads();
+    if (l == 0) sh[w] = v;
+    __syncthreads();
+    float t = -INFINITY;
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) t = fmaxf(t, sh[k]);
+    return t;
+}
+
+__global__ void __launch_bounds__(SMP_THREADS)
+    sample_kernel(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
+                  const int32_t *step) {
+    __shared__ unsigned long long s_hist[256];
+    __shared__ unsigned int s_cnt[256];
+    __shared__ unsigned long long s_u64[32];
+    __shared__ float s_f[32];
+    __shared__ int s_i[32];
+    __shared__ uint32_t s_sel;
+    __shared__ unsigned long long s_sel64;
+    __shared__ float s_ck[SMP_THREADS];
+    __shared__ int s_ci[SMP_THREADS];
+    __shared__ unsigned long long s_cum[SMP_THREADS];
+    __shared__ int s_n;
+    pdl_trigger();
+    pdl_wait();
+    const int sq = blockIdx.x, tid = threadIdx.x;
+    const float *row = logits + (int64_t)sq * V;
+    int result = -1;
+
+    if (p.temperature <= 0.f) {
+        /* argmax, first index on ties */
+        float bv = -INFINITY;
+        int bi = -1;
+        for (int i = tid; i < V; i += SMP_THREADS) {
+            float v = row[i];
+            if (bi < 0 || v > bv) bv = v, bi = i;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) bv = ov, bi = oi;
+        }
+        if ((tid & 31) == 0) s_f[tid >> 5] = bv, s_i[tid >> 5] = bi;
+        __syncthreads();
+        if (tid == 0) {
+            float b = s_f[0];
+            int ix = s_i[0];
+            for (int w = 1; w < SMP_THREADS / 32; w++)
+                if (s_i[w] >= 0 && (ix < 0 || s_f[w] > b || (s_f[w] == b && s_i[w] < ix))) b = s_f[w], ix = s_i[w];
+            result = ix < 0 ? 0 : ix;
+        }
+    } else {
+        const float T = p.temperature;
+        float kmax = -INFINITY;
+        for (int i = tid; i < V; i += SMP_THREADS) kmax = fmaxf(kmax, row[i] / T);
+        kmax = block_reduce_max(kmax, s_f);
+
+        /* top-k threshold: the k-th largest key */
+        uint32_t thr = 0;
+        if (p.top_k > 0 && p.top_k < V) {
+            uint32_t prefix = 0, mask = 0;
+            unsigned int remaining = (unsigned)p.top_k;
+            for (int shift = 24; shift >= 0; shift -= 8) {
+                for (int b = tid; b < 256; b += SMP_THREADS) s_cnt[b] = 0;
+                __syncthreads();
+                for (int i = tid; i < V; i += SMP_THREADS) {
+                    uint32_t u = okey(row[i] / T);
+                    if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
+                }
+                __syncthreads();
+                if (tid == 0) {
+                    unsigned int cum = 0;
+                    int b = 255;
+                    for (; b > 0; b--) {
+                        if (cum + s_cnt[b] >= remaining) break;
+                        cum += s_cnt[b];
+                    }
+                    remaining -= cum;
+                    s_sel = (uint32_t)b;
+                }
+                __syncthreads();
+                prefix |= s_sel << shift;
+                mask |= 255u << shift;
+                __syncthreads();
+            }
+            thr = prefix;
+        }
+        int sorted_done = 0;
+        if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
+            /* compact the survivors, sort them like the CPU sampler, walk the list */
+            if (tid == 0) s_n = 0;
+            __syncthreads();
+            for (int i = tid; i < V; i += SMP_THREADS) {
+                float k = row[i] / T;
+                if (okey(k) >= thr) {
+                    int at = atomicAdd(&s_n, 1);
+                    if (at < SMP_THREADS) s_ck[at] = k, s_ci[at] = i;
+                }
+            }
+            __syncthreads();
+            const int m = s_n;
+            if (m <= SMP_THREADS) {
+                if (tid >= m) s_ck[tid] = -INFINITY, s_ci[tid] = INT_MAX;
+                __syncthreads();
+                for (int k2 = 2; k2 <= SMP_THREADS; k2 <<= 1)
+                    for (int jj = k2 >> 1; jj > 0; jj >>= 1) {
+                        int o = tid ^ jj;
+                        if (o > tid) {
+                            float a = s_ck[tid], b = s_ck[o];
+                            int ia = s_ci[tid], ib = s_ci[o];
+                            bool a_first = a > b || (a == b && ia < ib);
+                            bool up = (tid & k2) == 0;
+                            if (up ? !a_first : a_first) {
+                                s_ck[tid] = b, s_ck[o] = a;
+                                s_ci[tid] = ib, s_ci[o] = ia;
+                            }
+                        }
+                        __syncthreads();
+                    }
+                unsigned long long q = tid < m ? (unsigned long long)(expf(s_ck[tid] - s_ck[0]) * SMP_ONE) : 0ull;
+                unsigned long long incl = q;
+                const int lane = tid & 31, w = tid >> 5;
+                for (int o = 1; o < 32; o <<= 1) {
+                    unsigned long long v = __shfl_up_sync(0xffffffffu, incl, o);
+                    if (lane >= o) incl += v;
+                }
+                if (lane == 31) s_u64[w] = incl;
+                __syncthreads();
+                for (int k = 0; k < w; k++) incl += s_u64[k];
+                s_cum[tid] = incl;
+                if (tid == 0) s_n = m;
+                __syncthreads();
+                int keep = m;
+                if (p.top_p > 0.f && p.top_p < 1.f) {
+                    double target = (double)p.top_p * (double)s_cum[m - 1];
+                    if (tid < m && (double)s_cum[tid] >= target && (tid == 0 || (double)s_cum[tid - 1] < target)) s_n = tid + 1;
+                    __syncthreads();
+                    keep = s_n;
+                }
+                if (tid == 0) {
+                    unsigned long long total = s_cum[keep - 1];
+                    uint64_t st = d_splitmix(rng[sq]);
+                    rng[sq] = st;
+                    double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+                    unsigned long long r = (unsigned long long)(u * (double)total);
+                    if (total == 0) r = 0;
+                    else if (r >= total) r = total - 1;
+                    s_sel64 = r;
+                    s_sel = (uint32_t)s_ci[0];
+                }
+                __syncthreads();
+                unsigned long long r = s_sel64;
+                if (tid < keep && s_cum[tid] > r && (tid == 0 || s_cum[tid - 1] <= r)) s_sel = (uint32_t)s_ci[tid];
+                __syncthreads();
+                if (tid == 0) result = (int)s_sel;
+                sorted_done = 1;
+            }
+        }
+        /* top-p threshold over the fixed-point mass of the top-k set */
+        if (!sorted_done && p.top_p > 0.f && p.top_p < 1.f) {
+            unsigned long long z = 0;
+            for (int i = tid; i < V; i += SMP_THREADS) {
+                float k = row[i] / T;
+                if (okey(k) >= thr) z += (unsigned long long)(expf(k - kmax) * SMP_ONE);
+            }
+            z = block_reduce_sum<unsigned long long>(z, s_u64);
+            unsigned long long target = (unsigned long long)ceil((double)p.top_p * (double)z);
+            if (target < 1) target = 1;
+            uint32_t prefix = 0, mask = 0;
+            unsigned long long above = 0;
+            for (int shift = 24; shift >= 0; shift -= 8) {
+                for (int b = tid; b < 256; b += SMP_THREADS) s_hist[b] = 0;
+                __syncthreads();
+                for (int i = tid; i < V; i += SMP_THREADS) {
+                    float k = row[i] / T;
+                    uint32_t u = okey(k);
+                    if (u >= thr && (u & mask) == prefix)
+                        atomicAdd(&s_hist[(u >> shift) & 255], (unsigned long long)(expf(k - kmax) * SMP_ONE));
+                }
+                __syncthreads();
+                if (tid == 0) {
+                    unsigned long long cum = above;
+                    int b = 255;
+                    for (; b > 0; b--) {
+                        if (cum + s_hist[b] >= target) break;
+                        cum += s_hist[b];
+                    }
+                    s_sel = (uint32_t)b;
+                    s_sel64 = cum;
+                }
+                __syncthreads();
+                prefix |= s_sel << shift;
+                mask |= 255u << shift;
+                above = s_sel64;
+                __syncthreads();
+            }
+            if (prefix > thr) thr = prefix;
+        }
+        /* draw: walk the kept tokens in index order */
+        if (!sorted_done) {
+        const int per = (V + SMP_THREADS - 1) / SMP_THREADS;
+        const int i0 = tid * per, i1 = min(V, i0 + per);
+        unsigned long long local = 0;
+        for (int i = i0; i < i1; i++) {
+            float k = row[i] / T;
+            if (okey(k) >= thr) local += (unsigned long long)(expf(k - kmax) * SMP_ONE);
+        }
+        /* exclusive scan of local over the block */
+        unsigned long long incl = local;
+        const int lane = tid & 31, w = tid >> 5;
+        for (int o = 1; o < 32; o <<= 1) {
+            unsigned long long v = __shfl_up_sync(0xffffffffu, incl, o);
+            if (lane >= o) incl += v;
+        }
+        __syncthreads();
+        if (lane == 31) s_u64[w] = incl;
+        __syncthreads();
+        unsigned long long base = 0, total = 0;
+        for (int k = 0; k < SMP_THREADS / 32; k++) {
+            if (k < w) base += s_u64[k];
+            total += s_u64[k];
+        }
+        unsigned long long excl = base + incl - local;
+        if (tid == 0) {
+            uint64_t st = d_splitmix(rng[sq]);
+            rng[sq] = st;
+            double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+            unsigned long long r = (unsigned long long)(u * (double)total);
+            if (total == 0) r = 0;
+            else if (r >= total) r = total - 1;
+            s_sel64 = r;
+            s_sel = 0xffffffffu;
+        }
+        __syncthreads();
+        unsigned long long r = s_sel64;
+        if (local > 0 && r >= excl && r < excl + local) {
+            unsigned long long acc = excl;
+            for (int i = i0; i < i1; i++) {
+                float k = row[i] / T;
+                if (okey(k) < thr) continue;
+                acc += (unsigned long long)(expf(k - kmax) * SMP_ONE);
+                if (r < acc) {
+                    s_sel = (uint32_t)i;
+                    break;
+                }
+            }
+        }
+        __syncthreads();
+        if (tid == 0) result = s_sel == 0xffffffffu ? 0 : (int)s_sel;
+        }
+    }
+    if (tid == 0) {
+        tok[sq] = result;
+        if (hist) hist[(int64_t)(step ? *step : 0) * n + sq] = result;
+    }
+}
+
+void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
+              const int32_t *step, cudaStream_t s) {
+    if (n <= 0) return;
+    launch_k(sample_kernel, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+}
+
+__global__ void advance_kernel(int32_t *pos, int n, int32_t *step) {
+    pdl_trigger();
+    pdl_wait();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) pos[i] += 1;
+    if (threadIdx.x == 0 && step) *step += 1;
+}
+
+void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s) { launch_k(advance_kernel, 1, 256, 0, s, pos, n, step); }
