@@ -12,26 +12,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "cli_util.h"
 #include "json_util.h"
 
-static char g_out[1 << 16];
 
-/* Runs "build/lop ARGS" (stdout+stderr into g_out); returns the exit status. */
-static int lop(const char *args) {
-    const char *build = getenv("LOP_BUILD") ? getenv("LOP_BUILD") : "build";
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s/lop %s 2>&1", build, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(g_out, 1, sizeof g_out - 1, p);
-    g_out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static void expect_in(const char *needle) {
-    if (!strstr(g_out, needle)) fail_msg("output lacks '%s':\n%s", needle, g_out);
-}
 
 static void test_info_paper_shapes(void **st) {
     (void)st;

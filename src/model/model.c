@@ -56,6 +56,26 @@ lop_status lop_model_alloc_layers(lop_model *m, int n_layers) {
     return LOP_OK;
 }
 
+lop_status lop_model_new_view(const lop_model *src, int n_layers, lop_model **out) {
+    *out = NULL;
+    lop_model *m = calloc(1, sizeof *m);
+    if (!m) return lop_fail(LOP_ERR_OOM, "out of memory");
+    m->source = strdup(src->source);
+    m->format = strdup(src->format);
+    m->cfg = src->cfg;
+    m->cfg.layers = NULL;
+    m->w = src->w;
+    m->w.layers = NULL;
+    m->weights_loaded = 1;
+    lop_status st = m->source && m->format ? lop_model_alloc_layers(m, n_layers) : lop_fail(LOP_ERR_OOM, "out of memory");
+    if (st != LOP_OK) {
+        lop_model_free(m);
+        return st;
+    }
+    *out = m;
+    return LOP_OK;
+}
+
 void lop_model_free(lop_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) {

@@ -123,6 +123,10 @@ struct lop_model {
     char file_dtypes[96];
 };
 
+/* A new model of n_layers (zeroed) that shares src's config, embeddings, final norm and head and
+ * owns nothing of src: src must outlive it (pruning builds its result this way). */
+lop_status lop_model_new_view(const lop_model *src, int n_layers, lop_model **out);
+
 /* Allocation helpers: the model takes ownership. */
 lop_status lop_model_alloc_layers(lop_model *m, int n_layers);
 lop_status lop_model_own(lop_model *m, void *ptr, size_t size, int is_map);

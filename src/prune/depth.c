@@ -219,16 +219,9 @@ lop_status lop_model_remove_modules(lop_model *src, const uint8_t *skip, lop_mod
         kept += (live & ~skip[l]) != 0;
     }
     if (kept == 0) return lop_fail(LOP_ERR_ARG, "%s: removing every layer leaves no model", src->source);
-    lop_model *m = calloc(1, sizeof *m);
-    if (!m) return lop_fail(LOP_ERR_OOM, "out of memory");
-    m->source = strdup(src->source);
-    m->format = strdup(src->format);
-    m->cfg = src->cfg;
-    m->cfg.layers = NULL;
-    m->w = src->w;
-    m->w.layers = NULL;
-    m->weights_loaded = 1;
-    lop_status st = m->source && m->format ? lop_model_alloc_layers(m, kept) : lop_fail(LOP_ERR_OOM, "out of memory");
+    lop_model *m;
+    lop_status st = lop_model_new_view(src, kept, &m);
+    if (st != LOP_OK) return st;
     for (int l = 0, k = 0; st == LOP_OK && l < L; l++) {
         uint8_t live = (src->cfg.layers[l].n_heads ? LOP_SKIP_ATTN : 0) | (src->cfg.layers[l].ffn_dim ? LOP_SKIP_FFN : 0);
         if (!(live & ~skip[l])) continue;

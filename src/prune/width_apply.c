@@ -86,16 +86,9 @@ lop_status lop_width_apply(lop_model *src, const lop_width_plan *p, int padded, 
         if (g > max_g) max_g = g;
         if (f > max_f) max_f = f;
     }
-    lop_model *m = calloc(1, sizeof *m);
-    if (!m) return lop_fail(LOP_ERR_OOM, "out of memory");
-    m->source = strdup(src->source);
-    m->format = strdup(src->format);
-    m->cfg = src->cfg;
-    m->cfg.layers = NULL;
-    m->w = src->w;
-    m->w.layers = NULL;
-    m->weights_loaded = 1;
-    lop_status st = m->source && m->format ? lop_model_alloc_layers(m, L) : lop_fail(LOP_ERR_OOM, "out of memory");
+    lop_model *m;
+    lop_status st = lop_model_new_view(src, L, &m);
+    if (st != LOP_OK) return st;
     int *q = malloc(1024 * sizeof(int)), *kv = malloc(1024 * sizeof(int));
     int maxf = 1;
     for (int l = 0; l < L; l++)
