@@ -96,13 +96,12 @@ static void remove_unit(const lop_model *m, lop_unit u, lop_depth_result *r, int
     r->removed[r->n_removed++] = layer;
 }
 
-static lop_status describe_protect(const lop_depth_result *r, char *buf, size_t cap) {
+static void describe_protect(const lop_depth_result *r, char *buf, size_t cap) {
     buf[0] = 0;
     int n = 0;
     for (int l = 0; l < r->n_layers; l++) n += r->protect[l];
     if (n) snprintf(buf, cap, " (the \"+\" rule keeps blocks 0-3 and %d-%d; --no-plus lifts it)", r->n_layers - 2,
                     r->n_layers - 1);
-    return LOP_OK;
 }
 
 static lop_status alloc_result(lop_depth_result *r, int L, int rounds) {
