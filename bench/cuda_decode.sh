@@ -50,7 +50,9 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-LOP_CUDA_FUSED_NORM=1 run 7b_b1_fused_norm synth:llama-7b 1 128
+# RMSNorm as its own launch (the default folds it into the GEMV prologue) and with PDL launches
+LOP_CUDA_XNORM=0 run 7b_b1_sepnorm synth:llama-7b 1 128
+LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0

@@ -59,7 +59,22 @@ if has test; then
     for t in test_generate test_hf_parity test_ops; do
         timeout 60 "$BUILD/tests/$t" > /tmp/$t.log 2>&1; echo "$t exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/$t.log | tr '\n' ' ')"
     done
-    # SmolLM2-shaped model (random weights: the real GGUF is over the transfer limit) greedy, GPU vs CPU
+    # lop's hand-written NVML ABI against the real nvml.h (compile-time asserts), then one read through both
+    nvml_inc=$(dirname "$(command -v nvcc)")/../include
+    cc -Isrc -I"$nvml_inc" -I/usr/local/cuda/include tests/gpu/nvml_abi.c -o "$BUILD/nvml_abi" -ldl && "$BUILD/nvml_abi"
+    echo "nvml_abi exit $?"
+    # the real SmolLM2 (present when the GGUF was staged in parts, bench/cuda/NOTES.md); test_cuda above ran its
+    # 32-token GPU-vs-CPU greedy test when it was there
+    smol=${LOP_SMOLLM2:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+    if [ -f "$smol" ]; then
+        for d in cuda cpu; do
+            "$BUILD/lop" -q generate "$smol" --prompt "The capital of France is" -n 32 --temp 0 --ignore-eos --device $d \
+                > "/tmp/smol_$d.txt" 2>&1
+            echo "SmolLM2 greedy $d: $(tr '\n' ' ' < /tmp/smol_$d.txt)"
+        done
+        cmp -s /tmp/smol_cuda.txt /tmp/smol_cpu.txt && echo "SmolLM2 greedy text: identical" || echo "SmolLM2 greedy text: DIFFERENT"
+    fi
+    # SmolLM2-shaped model (random weights) greedy, GPU vs CPU
     sm_ids=1,9690,42,2
     g=$("$BUILD/lop" -q generate synth:smollm2-135m --ids $sm_ids -n 32 --ignore-eos --device cuda 2>/dev/null)
     c=$("$BUILD/lop" -q generate synth:smollm2-135m --ids $sm_ids -n 32 --ignore-eos --device cpu 2>/dev/null)

@@ -207,6 +207,35 @@ static void test_linear(void **st) {
     }
 }
 
+/* RMSNorm folded into the gate/up GEMV's prologue == rmsnorm (rounded to dt) then the product */
+static void test_swiglu_xnorm(void **st) {
+    (void)st;
+    NEED_GPU();
+    uint64_t s = g_seed ^ 7;
+    struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24}};
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 3; c++) {
+            lop_dtype dt = DTS[k];
+            int n = cases[c].n, f = cases[c].f, in = cases[c].in;
+            float *x = rnd_array(&s, (int64_t)n * in, 3.f, 0, dt), *nw = rnd_array(&s, in, 1.f, 0, dt);
+            float *W = rnd_array(&s, (int64_t)2 * f * in, 0.05f, 1, dt), *b = rnd_array(&s, 2 * f, 0.5f, 0, dt);
+            float *xn = malloc((size_t)n * in * 4), *gu = malloc((size_t)n * 2 * f * 4);
+            float *g = malloc((size_t)n * f * 4), *u = malloc((size_t)n * f * 4);
+            float *ref = malloc((size_t)n * f * 4), *h = malloc((size_t)n * f * 4);
+            lop_cpu_rmsnorm(xn, x, nw, n, in, 1e-5f);
+            for (int64_t i = 0; i < (int64_t)n * in; i++) xn[i] = round_dt(xn[i], dt);
+            lop_cpu_linear(gu, xn, W, b, n, 2 * f, in);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < f; j++) g[i * f + j] = gu[i * 2 * f + j], u[i * f + j] = gu[i * 2 * f + f + j];
+            lop_cpu_swiglu(ref, g, u, (int64_t)n * f);
+            OK(lop_cuda_test_swiglu_xnorm(h, x, nw, 1e-5f, W, b, n, f, in, dt));
+            char what[96];
+            snprintf(what, sizeof what, "rmsnorm-in-prologue gemv swiglu n=%d f=%d in=%d %s", n, f, in, lop_dtype_name(dt));
+            CHECK_ERR(what, h, ref, (int64_t)n * f, tol_out(dt));
+            free(x), free(nw), free(W), free(b), free(xn), free(gu), free(g), free(u), free(ref), free(h);
+        }
+}
+
 static void test_rope(void **st) {
     (void)st;
     NEED_GPU();
@@ -790,6 +819,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_synth_fill),     cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_swiglu_xnorm),
         cmocka_unit_test(test_rope),           cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_attention),      cmocka_unit_test(test_sample),
         cmocka_unit_test(test_tiny_model_logits), cmocka_unit_test(test_generate_cuda),

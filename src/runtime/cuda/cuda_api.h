@@ -24,6 +24,10 @@ lop_status lop_cuda_test_rmsnorm(float *out, float *x, const float *bias, const 
  * mode 0 store, 1 accumulate into Y (+bias), 2 SwiGLU (out = 2f rows; Y gets [n][f] = silu(g)*u). */
 lop_status lop_cuda_test_linear(float *Y, const float *X, const float *W, const float *bias, int n, int out, int in,
                                 lop_dtype dt, int path, int mode);
+/* h[n][f] = silu(g) * u of W [2f][in] (+ bias) applied to T(rmsnorm(x) * nw): the normalised-input
+ * GEMV (n <= 4, in % 8 == 0) that replaces the RMSNorm launch at small batch. */
+lop_status lop_cuda_test_swiglu_xnorm(float *h, const float *x, const float *nw, float eps, const float *W,
+                                      const float *bias, int n, int f, int in, lop_dtype dt);
 /* q [n][nh*hd] and k,v [n][nkv*hd] rows of a packed qkv (+bias) -> rotated q (fp32) and the K/V
  * cache rows (fp16, read back as fp32) of token i at position pos[i] (one sequence slot). */
 lop_status lop_cuda_test_rope(float *q_out, float *k_out, float *v_out, const float *qkv, const float *bias,

@@ -583,6 +583,11 @@ static lop_status mm_acc(lop_backend *be, const void *W, int ldw, const void *X,
     return mm(be, W, ldw, be->dim, X, ldw, n, GEMV_ACC, be->x, be->dim, bias, NULL, 0, pending);
 }
 
+/* the module's RMSNorm goes into its GEMV's prologue (k_gemv_xnorm) rather than a launch of its own */
+static int xnorm_here(const lop_backend *be, int n, int have_xb, const float *pending) {
+    return n <= k_gemv_max_batch() && !have_xb && !pending && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
+}
+
 static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
@@ -595,15 +600,21 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
         const cu_layer *L = &be->L[l];
         if (L->nh) {
             int ld_att = lop_pad8(L->qd);
-            if (!have_xb) k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            const int xn = xnorm_here(be, n, have_xb, *pending);
+            if (!have_xb && !xn)
+                k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_QKV);
             if (n <= k_gemv_max_batch()) {
-                /* q/k/v product, bias and RoPE in one pass over the weights */
+                /* (RMSNorm,) q/k/v product, bias and RoPE in one pass over the weights */
                 k_rope_args ra = {L->bqkv, be->d_seq, be->d_pos, L->inv_freq, L->nh, L->nkv, L->hd, be->max_seq,
                                   be->q, L->kc, L->vc};
-                k_gemv(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_ROPE, NULL, 0, NULL, NULL,
-                       0, &ra, s);
+                k_xnorm_args xa = {be->x, L->attn_norm, be->eps, be->dim};
+                if (xn)
+                    k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, &ra, s);
+                else
+                    k_gemv(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_ROPE, NULL, 0, NULL,
+                           NULL, 0, &ra, s);
             } else {
                 LOP_TRY(mm(be, L->wqkv, be->ld_dim, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_STORE, be->big,
                            lop_pad8(L->qkv_rows), NULL, NULL, 0, pending));
@@ -625,11 +636,19 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             TRACE(be, PH_O, PH_NORM);
         }
         if (L->f) {
-            if (!have_xb) k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            const int xn = xnorm_here(be, n, have_xb, *pending);
+            if (!have_xb && !xn)
+                k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_GATEUP);
-            LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
-                       lop_pad8(L->f), pending));
+            if (xn) {
+                k_xnorm_args xa = {be->x, L->ffn_norm, be->eps, be->dim};
+                k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, be->h, lop_pad8(L->f), L->bgu,
+                             NULL, s);
+            } else {
+                LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
+                           lop_pad8(L->f), pending));
+            }
             TRACE(be, PH_GATEUP, PH_DOWN);
             LOP_TRY(mm_acc(be, L->wd, lop_pad8(L->f), be->h, n, L->bd, first_norm_from(be, l + 1), &have_xb, pending));
             TRACE(be, PH_DOWN, PH_NORM);

@@ -149,6 +149,24 @@ extern "C" lop_status lop_cuda_test_linear(float *Y, const float *X, const float
     return finish(&a);
 }
 
+extern "C" lop_status lop_cuda_test_swiglu_xnorm(float *h, const float *x, const float *nw, float eps, const float *W,
+                                                 const float *bias, int n, int f, int in, lop_dtype dt) {
+    if (!k_gemv_xnorm_ok(n, in, lop_pad8(in))) return lop_fail(LOP_ERR_ARG, "normalised-input GEMV does not take %d x %d", n, in);
+    arena a = {};
+    int ld = lop_pad8(in), ldh = lop_pad8(f);
+    void *dW = d16(&a, W, 2 * f, in, ld, dt);
+    float *dx = (float *)dcopy(&a, x, (size_t)n * in * 4);
+    float *dw = (float *)dcopy(&a, nw, (size_t)in * 4);
+    float *db = bias ? (float *)dcopy(&a, bias, (size_t)2 * f * 4) : NULL;
+    void *dH = dalloc(&a, (size_t)n * ldh * 2);
+    if (a.err == cudaSuccess) {
+        k_xnorm_args xa = {dx, dw, eps, in};
+        k_gemv_xnorm(dW, ld, dt, 2 * f, &xa, n, GEMV_SWIGLU, dH, ldh, db, NULL, 0);
+    }
+    h32(&a, h, dH, n, f, ldh, dt);
+    return finish(&a);
+}
+
 extern "C" lop_status lop_cuda_test_rope(float *q_out, float *k_out, float *v_out, const float *qkv, const float *bias,
                                          const int32_t *pos, int n, int nh, int nkv, int hd, const float *inv_freq) {
     arena a = {};

@@ -13,38 +13,93 @@
  * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v): 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with
  * the next 4 loaded before the current ones are consumed (register double buffering); 3 = 8, double
  * buffered. More bytes in flight per warp shortens the latency chain of a row, which is what bounds
- * the small (4096 x 4096) matrices of a decode step. */
+ * the small (4096 x 4096) matrices of a decode step.
+ * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
+ * read the fp32 residual stream itself and every block applies the RMSNorm in its prologue (sum of
+ * squares, then x * rstd * w rounded to T into shared memory, as k_rmsnorm writes it), so the two
+ * RMSNorm launches of a layer disappear; the block's first weight lines are already on their way
+ * to L2 while it does so. */
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
 #define GEMV_WARPS 4
 #define GEMV_MAX_NB 8
+#define XNORM_MAX_NB 4
 
-template <typename T, int NB, int MODE, int U, int PIPE>
+/* XN prologue: xs[b][0..ldx) = T(w * (x[b] * rstd(x[b]))), pad zeroed (dim % 8 == 0); every thread */
+template <typename T, int NB>
+__device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, int ldx) {
+    __shared__ float s_ss[GEMV_WARPS][NB];
+    __shared__ float s_inv[NB];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = xn.dim >> 2;
+    float ss[NB];
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
+        const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim);
+        float a = 0.f;
+        for (int d = threadIdx.x; d < n4; d += blockDim.x) {
+            float4 v = __ldg(xr + d);
+            a += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        }
+        ss[b] = warp_sum(a);
+    }
+    if (lane == 0)
+#pragma unroll
+        for (int b = 0; b < NB; b++) s_ss[warp][b] = ss[b];
+    __syncthreads();
+    if (threadIdx.x < NB) {
+        double t = 0;
+        for (int k = 0; k < GEMV_WARPS; k++) t += s_ss[k][threadIdx.x];
+        s_inv[threadIdx.x] = 1.0f / sqrtf((float)(t / xn.dim) + xn.eps);
+    }
+    __syncthreads();
+    const int n8 = ldx >> 3;
+    for (int i = threadIdx.x; i < NB * n8; i += blockDim.x) {
+        const int b = i / n8, c = i - b * n8;
+        uint4 o = make_uint4(0, 0, 0, 0);
+        if (c * 8 < xn.dim) {
+            const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim + c * 8);
+            const float4 *wr = reinterpret_cast<const float4 *>(xn.w + c * 8);
+            float4 x0 = __ldg(xr), x1 = __ldg(xr + 1), g0 = __ldg(wr), g1 = __ldg(wr + 1);
+            const float inv = s_inv[b];
+            float v[8] = {g0.x * (x0.x * inv), g0.y * (x0.y * inv), g0.z * (x0.z * inv), g0.w * (x0.w * inv),
+                          g1.x * (x1.x * inv), g1.y * (x1.y * inv), g1.z * (x1.z * inv), g1.w * (x1.w * inv)};
+            T t[8];
+#pragma unroll
+            for (int e = 0; e < 8; e++) t[e] = elt<T>::from_f(v[e]);
+            o = *reinterpret_cast<uint4 *>(t);
+        }
+        reinterpret_cast<uint4 *>(xs)[i] = o;
+    }
+    __syncthreads();
+}
+
+template <typename T, int NB, int MODE, int U, int PIPE, int XN>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
-                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra, k_norm_args na) {
+                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra, k_norm_args na, k_xnorm_args xn) {
     __shared__ double s_red[GEMV_WARPS];
     __shared__ int s_last;
+    extern __shared__ uint4 s_dyn[];
     pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int item = blockIdx.x * GEMV_WARPS + warp;
     int r0 = item, r1 = item, pair = MODE == GEMV_SWIGLU;
     const int f = rows / 2;
     int hh = 0, j = 0, half = ra.hd / 2;
+    /* valid: the warp owns a product row (pair); zero_pad: it only zeroes an FFN pad column. With XN
+     * every warp must reach the prologue's barriers before it may leave. */
+    int valid = 1, zero_pad = 0;
     if (MODE == GEMV_SWIGLU) {
-        if (item >= lop_pad8(f)) return;
-        if (item >= f) {
-            pdl_wait();
-            if (lane < NB) H[(int64_t)lane * ldh + item] = elt<T>::from_f(0.0f);
-            return;
-        }
-        r1 = item + f;
+        if (item >= lop_pad8(f)) valid = 0;
+        else if (item >= f) valid = 0, zero_pad = 1;
+        else r1 = item + f;
     } else if (MODE == GEMV_ROPE) {
         /* items: (nh + nkv) heads x hd/2 rotation pairs, then the v rows */
         const int n_pairs = (ra.nh + ra.nkv) * half, kvd = ra.nkv * ra.hd;
-        if (item >= n_pairs + kvd) return;
-        if (item < n_pairs) {
+        if (item >= n_pairs + kvd) {
+            valid = 0;
+        } else if (item < n_pairs) {
             hh = item / half;
             j = item - hh * half;
             r0 = hh * ra.hd + j;
@@ -54,8 +109,9 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             r0 = r1 = ra.nh * ra.hd + kvd + (item - n_pairs);
         }
     } else if (item >= rows && !(MODE == GEMV_ACC && na.w)) {
-        return;
+        valid = 0;
     }
+    if (!XN && !valid && !zero_pad) return;
     /* the fused norm needs every warp at the block barrier: an idle warp works on a clamped row */
     const int live = MODE != GEMV_ACC || item < rows;
     if (!live) r0 = r1 = rows - 1;
@@ -63,11 +119,18 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r0 * ldw);
     const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)r1 * ldw);
     /* weights do not depend on the previous kernel: start pulling the first 2 KB of the row(s) */
-    if (lane < 16 && lane * 8 < nchunk) {
+    if (valid && lane < 16 && lane * 8 < nchunk) {
         prefetch_l2(w0 + lane * 8);
         if (pair) prefetch_l2(w1 + lane * 8);
     }
     pdl_wait();
+    T *xs = reinterpret_cast<T *>(s_dyn);
+    if (XN) xnorm_prologue<T, NB>(xn, xs, ldx);
+    if (zero_pad) {
+        if (lane < NB) H[(int64_t)lane * ldh + item] = elt<T>::from_f(0.0f);
+        return;
+    }
+    if (!valid) return;
     float acc0[NB], acc1[NB];
 #pragma unroll
     for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
@@ -93,7 +156,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 if (pair) load8<T>(gg[u], wg);
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
-                    uint4 xv = __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
+                    uint4 xv = XN ? reinterpret_cast<const uint4 *>(xs + b * ldx)[c]
+                                  : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
                     float xf[8];
                     load8<T>(xv, xf);
 #pragma unroll
@@ -194,16 +258,18 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 
-template <typename T, int MODE>
+template <typename T, int MODE, int XN>
 static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
-                        const float *bias, T *H, int ldh, const k_rope_args &ra, const k_norm_args &na, cudaStream_t s) {
+                        const float *bias, T *H, int ldh, const k_rope_args &ra, const k_norm_args &na,
+                        const k_xnorm_args &xn, cudaStream_t s) {
     const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
+    const size_t smem = XN ? (size_t)nb * ldx * sizeof(T) : 0;
     int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
               : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
                                     : rows;
     dim3 grid(lop_cdiv(items, GEMV_WARPS)), block(GEMV_WARPS * 32);
     switch (nb) {
-#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P>, grid, block, 0, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, na)
+#define GO(N, U, P) launch_k(gemv_kernel<T, N, MODE, U, P, XN>, grid, block, smem, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, na, xn)
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
         if (v == 1) GO(N, 8, 0);                                                                   \
@@ -212,11 +278,16 @@ static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int 
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: GO(N, 4, 0); break;
-        CASE_V(1) CASE_V(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+        CASE_V(1) CASE_V(2) CASE(3) CASE(4)
+    default:
+        /* the normalised-input kernels exist for 1..XNORM_MAX_NB tokens only */
+        if constexpr (!XN) {
+            switch (nb) { CASE(5) CASE(6) CASE(7) CASE(8) default: break; }
+        }
+        break;
 #undef CASE
 #undef CASE_V
 #undef GO
-    default: break;
     }
 }
 
@@ -225,13 +296,35 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
     if (nb <= 0 || rows <= 0) return;
     k_rope_args ra = {};
     k_norm_args na = {};
+    k_xnorm_args xn = {};
     if (rope) ra = *rope;
     LOP_DISPATCH_T(dt, {
         const T *w = (const T *)W, *x = (const T *)X;
-        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
-        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
-        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
-        else launch_mode<T, GEMV_ROPE>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, s);
+        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, xn, s);
+        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, xn, s);
+        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, xn, s);
+        else launch_mode<T, GEMV_ROPE, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, na, xn, s);
+    });
+}
+
+int k_gemv_xnorm_ok(int nb, int dim, int ldw) {
+    static int on = -1;
+    if (on < 0) on = !getenv("LOP_CUDA_XNORM") || atoi(getenv("LOP_CUDA_XNORM")) != 0;
+    return on && nb >= 1 && nb <= XNORM_MAX_NB && dim % 8 == 0 && ldw >= dim && (size_t)nb * ldw * 2 <= 48 * 1024;
+}
+
+void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
+                  int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s) {
+    if (nb <= 0 || rows <= 0) return;
+    k_rope_args ra = {};
+    k_norm_args na = {};
+    if (rope) ra = *rope;
+    LOP_DISPATCH_T(dt, {
+        const T *w = (const T *)W;
+        if (mode == GEMV_SWIGLU)
+            launch_mode<T, GEMV_SWIGLU, 1>(w, ldw, rows, NULL, ldw, nb, NULL, 0, bias, (T *)H, ldh, ra, na, *xn, s);
+        else
+            launch_mode<T, GEMV_ROPE, 1>(w, ldw, rows, NULL, ldw, nb, NULL, 0, bias, (T *)H, ldh, ra, na, *xn, s);
     });
 }
 
@@ -240,6 +333,7 @@ void k_gemv_acc_norm(const void *W, int ldw, lop_dtype dt, int rows, const void 
     if (nb <= 0 || rows <= 0) return;
     k_rope_args ra = {};
     k_norm_args na = *norm;
-    LOP_DISPATCH_T(dt, launch_mode<T, GEMV_ACC>((const T *)W, ldw, rows, (const T *)X, ldx, nb, Y, rows, bias, NULL, 0, ra,
-                                                na, s));
+    k_xnorm_args xn = {};
+    LOP_DISPATCH_T(dt, launch_mode<T, GEMV_ACC, 0>((const T *)W, ldw, rows, (const T *)X, ldx, nb, Y, rows, bias, NULL, 0, ra,
+                                                   na, xn, s));
 }

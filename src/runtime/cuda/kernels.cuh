@@ -66,7 +66,18 @@ typedef struct k_norm_args {
     float eps;
     int *counter;
 } k_norm_args;
+/* Normalised input (GEMV_ROPE / GEMV_SWIGLU only): X = T(w * rmsnorm(x)) of the fp32 residual rows
+ * x [nb][dim], computed by every block in its prologue instead of a k_rmsnorm launch. */
+typedef struct k_xnorm_args {
+    const float *x, *w;
+    float eps;
+    int dim;
+} k_xnorm_args;
 int k_gemv_max_batch(void);
+/* whether k_gemv_xnorm takes nb tokens of this shape (and LOP_CUDA_XNORM is not 0) */
+int k_gemv_xnorm_ok(int nb, int dim, int ldw);
+void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
+                  int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
             const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
 void k_gemv_acc_norm(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, float *Y,
