@@ -50,8 +50,11 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-# RMSNorm as its own launch (the default folds it into the GEMV prologue) and with PDL launches
+# the defaults against: RMSNorm as its own launch (default: in the GEMV prologue), GEMV grids of one
+# item per warp (default: resident grid, grid-stride), both (= the code of run5), PDL launches
 LOP_CUDA_XNORM=0 run 7b_b1_sepnorm synth:llama-7b 1 128
+LOP_CUDA_GEMV_GRID=0 run 7b_b1_waves synth:llama-7b 1 128
+LOP_CUDA_XNORM=0 LOP_CUDA_GEMV_GRID=0 run 7b_b1_sepnorm_waves synth:llama-7b 1 128
 LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs

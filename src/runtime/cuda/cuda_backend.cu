@@ -95,7 +95,6 @@ struct lop_backend {
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
     int *d_counters; /* split-attention combine counters, kept zero between launches */
-    int *d_norm_cnt; /* the fused-norm GEMV's block counter (one int, kept zero) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     void *lt_ws;
@@ -303,7 +302,6 @@ static void layout(lop_backend *be) {
     be->h = A(be, T * be->ld_h * es, CAT_ACT, "activations");
     be->part = (float *)A(be, (size_t)be->part_floats * 4, CAT_ACT, "attention splits");
     be->d_counters = (int *)A(be, (T * be->nh_max + 32) * sizeof(int), CAT_ACT, "attention splits");
-    be->d_norm_cnt = be->d_counters + T * be->nh_max;
     be->logits = (float *)A(be, (size_t)be->logits_cap * be->V * 4, CAT_ACT, "logits");
     be->d_tok = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
@@ -554,44 +552,17 @@ static int decode_splits(const lop_backend *be, int n, const cu_layer *L) {
     return ns;
 }
 
+/* the module's RMSNorm goes into its GEMV's prologue (k_gemv_xnorm) rather than a launch of its own */
+static int xnorm_here(const lop_backend *be, int n, const float *pending) {
+    return n <= k_gemv_max_batch() && !pending && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
+}
+
 /* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
  * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
  * bias still pending on the residual stream. */
-/* the RMSNorm weight of the first module at or after layer l (NULL past the last layer) */
-static const float *first_norm_from(const lop_backend *be, int l) {
-    for (; l < be->m->cfg.n_layers; l++) {
-        if (be->L[l].nh) return be->L[l].attn_norm;
-        if (be->L[l].f) return be->L[l].ffn_norm;
-    }
-    return NULL;
-}
-
-/* residual product: at small batch the GEMV also writes the next module's normalised input */
-static lop_status mm_acc(lop_backend *be, const void *W, int ldw, const void *X, int n, const float *bias,
-                         const float *next_norm, int *have_xb, const float **pending) {
-    *have_xb = 0;
-    /* opt-in: on an H200 the last block's serial norm cost more than the launch it saves (NOTES.md) */
-    static int fused = -1;
-    if (fused < 0) fused = getenv("LOP_CUDA_FUSED_NORM") != NULL;
-    if (fused && n <= k_gemv_max_batch() && next_norm) {
-        k_norm_args na = {next_norm, be->xb, be->ld_dim, be->eps, be->d_norm_cnt};
-        k_gemv_acc_norm(W, ldw, be->dt, be->dim, X, ldw, n, be->x, bias, &na, be->stream);
-        CK(cudaGetLastError());
-        *have_xb = 1;
-        return LOP_OK;
-    }
-    return mm(be, W, ldw, be->dim, X, ldw, n, GEMV_ACC, be->x, be->dim, bias, NULL, 0, pending);
-}
-
-/* the module's RMSNorm goes into its GEMV's prologue (k_gemv_xnorm) rather than a launch of its own */
-static int xnorm_here(const lop_backend *be, int n, int have_xb, const float *pending) {
-    return n <= k_gemv_max_batch() && !have_xb && !pending && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
-}
-
 static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
-    int have_xb = 0;
     TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
     TRACE(be, PH_EMBED, PH_NORM);
@@ -600,9 +571,8 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
         const cu_layer *L = &be->L[l];
         if (L->nh) {
             int ld_att = lop_pad8(L->qd);
-            const int xn = xnorm_here(be, n, have_xb, *pending);
-            if (!have_xb && !xn)
-                k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            const int xn = xnorm_here(be, n, *pending);
+            if (!xn) k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_QKV);
             if (n <= k_gemv_max_batch()) {
@@ -631,14 +601,12 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                                be->max_seq, be->att, ld_att, be->dt, 0, s);
             CK(cudaGetLastError());
             TRACE(be, PH_ATTN, PH_O);
-            LOP_TRY(mm_acc(be, L->wo, ld_att, be->att, n, L->bo, L->f ? L->ffn_norm : first_norm_from(be, l + 1), &have_xb,
-                           pending));
+            LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0, pending));
             TRACE(be, PH_O, PH_NORM);
         }
         if (L->f) {
-            const int xn = xnorm_here(be, n, have_xb, *pending);
-            if (!have_xb && !xn)
-                k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
+            const int xn = xnorm_here(be, n, *pending);
+            if (!xn) k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_GATEUP);
             if (xn) {
@@ -650,7 +618,8 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                            lop_pad8(L->f), pending));
             }
             TRACE(be, PH_GATEUP, PH_DOWN);
-            LOP_TRY(mm_acc(be, L->wd, lop_pad8(L->f), be->h, n, L->bd, first_norm_from(be, l + 1), &have_xb, pending));
+            LOP_TRY(mm(be, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), n, GEMV_ACC, be->x, be->dim, L->bd, NULL, 0,
+                       pending));
             TRACE(be, PH_DOWN, PH_NORM);
         }
     }

@@ -56,16 +56,6 @@ typedef struct k_rope_args {
  *                with g = W[j]·X[b], u = W[f+j]·X[b], bias = [bg | bu] or NULL; j in [f, pad8(f)) -> 0
  *   GEMV_ROPE:   W = [wq | wk | wv] rows; the products go through bias and RoPE into rope->q and the
  *                K/V cache exactly as k_rope_cache does (Y unused). */
-/* GEMV_ACC only (opt-in, LOP_CUDA_FUSED_NORM=1: measured slower): after the residual update, the last block writes out = rmsnorm(Y) * w
- * (the next module's input, dt, pad zeroed) -- the RMSNorm launch disappears. counter: one int, zero,
- * left zero. */
-typedef struct k_norm_args {
-    const float *w;
-    void *out;
-    int ld_out;
-    float eps;
-    int *counter;
-} k_norm_args;
 /* Normalised input (GEMV_ROPE / GEMV_SWIGLU only): X = T(w * rmsnorm(x)) of the fp32 residual rows
  * x [nb][dim], computed by every block in its prologue instead of a k_rmsnorm launch. */
 typedef struct k_xnorm_args {
@@ -80,8 +70,6 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
             const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
-void k_gemv_acc_norm(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, float *Y,
-                     const float *bias, const k_norm_args *norm, cudaStream_t s);
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into nsplit chunks of
