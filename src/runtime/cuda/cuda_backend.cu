@@ -554,7 +554,7 @@ static int decode_splits(const lop_backend *be, int n, const cu_layer *L) {
 
 /* the module's RMSNorm goes into its GEMV's prologue (k_gemv_xnorm) rather than a launch of its own */
 static int xnorm_here(const lop_backend *be, int n, const float *pending) {
-    return n <= k_gemv_max_batch() && !pending && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
+    return n <= k_gemv_max_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
 }
 
 /* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.

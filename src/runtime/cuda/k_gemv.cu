@@ -327,9 +327,13 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
 }
 
 int k_gemv_xnorm_ok(int nb, int dim, int ldw) {
+    return nb >= 1 && nb <= XNORM_MAX_NB && dim % 8 == 0 && ldw >= dim && (size_t)nb * ldw * 2 <= 48 * 1024;
+}
+
+int k_gemv_xnorm_enabled(void) {
     static int on = -1;
     if (on < 0) on = !getenv("LOP_CUDA_XNORM") || atoi(getenv("LOP_CUDA_XNORM")) != 0;
-    return on && nb >= 1 && nb <= XNORM_MAX_NB && dim % 8 == 0 && ldw >= dim && (size_t)nb * ldw * 2 <= 48 * 1024;
+    return on;
 }
 
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,

@@ -64,8 +64,9 @@ typedef struct k_xnorm_args {
     int dim;
 } k_xnorm_args;
 int k_gemv_max_batch(void);
-/* whether k_gemv_xnorm takes nb tokens of this shape (and LOP_CUDA_XNORM is not 0) */
+/* whether k_gemv_xnorm takes nb tokens of this shape; whether the backend uses it (LOP_CUDA_XNORM != 0) */
 int k_gemv_xnorm_ok(int nb, int dim, int ldw);
+int k_gemv_xnorm_enabled(void);
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
