@@ -26,6 +26,10 @@
 #define GEMV_WARPS 4
 #define GEMV_MAX_NB 8
 #define XNORM_MAX_NB 4
+#define CHAIN_MAX_NB 2
+
+/* Data written earlier in the same kernel (a chain's residual stream, FFN hidden row) is read with
+ * ld.global.cg (L2, coherent), never through the non-coherent read-only path. */
 
 /* XN prologue: xs[b][0..ldx) = T(w * (x[b] * rstd(x[b]))), pad zeroed (dim % 8 == 0); every thread */
 template <typename T, int NB>
@@ -39,7 +43,7 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
         const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim);
         float a = 0.f;
         for (int d = threadIdx.x; d < n4; d += blockDim.x) {
-            float4 v = __ldg(xr + d);
+            float4 v = __ldcg(xr + d);
             a += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         }
         ss[b] = warp_sum(a);
@@ -61,7 +65,7 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
         if (c * 8 < xn.dim) {
             const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim + c * 8);
             const float4 *wr = reinterpret_cast<const float4 *>(xn.w + c * 8);
-            float4 x0 = __ldg(xr), x1 = __ldg(xr + 1), g0 = __ldg(wr), g1 = __ldg(wr + 1);
+            float4 x0 = __ldcg(xr), x1 = __ldcg(xr + 1), g0 = __ldg(wr), g1 = __ldg(wr + 1);
             const float inv = s_inv[b];
             float v[8] = {g0.x * (x0.x * inv), g0.y * (x0.y * inv), g0.z * (x0.z * inv), g0.w * (x0.w * inv),
                           g1.x * (x1.x * inv), g1.y * (x1.y * inv), g1.z * (x1.z * inv), g1.w * (x1.w * inv)};
@@ -72,6 +76,15 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
         }
         reinterpret_cast<uint4 *>(xs)[i] = o;
     }
+    __syncthreads();
+}
+
+/* xs[b][0..ldx) = X[b][0..ldx) (a chain's GEMV_ACC input: attention output or FFN hidden row) */
+template <typename T, int NB>
+__device__ __forceinline__ void stage_prologue(const T *X, int ldx, T *xs) {
+    const int n8 = ldx >> 3;
+    for (int i = threadIdx.x; i < NB * n8; i += blockDim.x)
+        reinterpret_cast<uint4 *>(xs)[i] = __ldcg(reinterpret_cast<const uint4 *>(X) + i);
     __syncthreads();
 }
 
@@ -115,31 +128,26 @@ __device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, c
     prefetch_l2(w + ((int64_t)it.r0 * ldw + lane * 64) * esz);
     if (it.pair) prefetch_l2(w + ((int64_t)it.r1 * ldw + lane * 64) * esz);
 }
+template <int MODE>
+__device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, int item, int lane) {
+    if (item < gemv_n_items<MODE>(a.rows, a.ra)) prefetch_rows(a.W, a.ldw, esz, gemv_item_at<MODE>(item, a.rows, a.ra), lane);
+}
 
-/* Grid-stride: a warp takes items item0, item0 + stride, ... (the launcher sizes the grid to what is
- * resident at once, so there are no waves, and the XN prologue runs once per block). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XN>
-__global__ void __launch_bounds__(GEMV_WARPS * 32)
-    gemv_kernel(const T *__restrict__ W, int ldw, int rows, const T *__restrict__ X, int ldx, float *Y, int ldy,
-                const float *__restrict__ bias, T *H, int ldh, k_rope_args ra, k_xnorm_args xn) {
-    extern __shared__ uint4 s_dyn[];
-    pdl_trigger();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int n_items = gemv_n_items<MODE>(rows, ra), stride = gridDim.x * GEMV_WARPS;
-    int item = blockIdx.x * GEMV_WARPS + warp;
-    if (item < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item, rows, ra), lane);
-    pdl_wait();
-    T *xs = reinterpret_cast<T *>(s_dyn);
-    if (XN) {
-        xnorm_prologue<T, NB>(xn, xs, ldx);
-        X = xs;
-    }
+/* The work items item, item + stride, ... of one product. XS: X is the block's copy in shared memory
+ * (row stride a.ldw), else a.X in global memory (row stride a.ldx). */
+template <typename T, int NB, int MODE, int U, int PIPE, int XS>
+__device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__restrict__ X, int item, int stride) {
+    const T *__restrict__ W = (const T *)a.W;
+    const int ldw = a.ldw, rows = a.rows, ldx = XS ? a.ldw : a.ldx;
+    const k_rope_args &ra = a.ra;
+    const int lane = threadIdx.x & 31, n_items = gemv_n_items<MODE>(rows, ra);
     const int nchunk = ldw >> 3;
+    T *H = (T *)a.H;
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
         if (item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
         if (it.zero_pad) {
-            if (lane < NB) H[(int64_t)lane * ldh + item] = elt<T>::from_f(0.0f);
+            if (lane < NB) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
             continue;
         }
         const int pair = it.pair, r0 = it.r0, r1 = it.r1;
@@ -149,14 +157,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 #pragma unroll
         for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
 
-        uint4 a[U], g[U];
+        uint4 wa[U], wg[U];
         auto load = [&](int c0) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 int c = c0 + 32 * u;
                 if (c < nchunk) {
-                    a[u] = __ldcs(w0 + c);
-                    if (pair) g[u] = __ldcs(w1 + c);
+                    wa[u] = __ldcs(w0 + c);
+                    if (pair) wg[u] = __ldcs(w1 + c);
                 }
             }
         };
@@ -165,20 +173,19 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             for (int u = 0; u < U; u++) {
                 int c = c0 + 32 * u;
                 if (c < nchunk) {
-                    float wf[8], wg[8];
+                    float wf[8], wh[8];
                     load8<T>(aa[u], wf);
-                    if (pair) load8<T>(gg[u], wg);
+                    if (pair) load8<T>(gg[u], wh);
 #pragma unroll
                     for (int b = 0; b < NB; b++) {
-                        /* X: global (read-only path) or the block's normalised copy in shared memory */
-                        uint4 xv = XN ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
+                        uint4 xv = XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
                                       : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
                         float xf[8];
                         load8<T>(xv, xf);
 #pragma unroll
                         for (int e = 0; e < 8; e++) {
                             acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
-                            if (pair) acc1[b] = fmaf(wg[e], xf[e], acc1[b]);
+                            if (pair) acc1[b] = fmaf(wh[e], xf[e], acc1[b]);
                         }
                     }
                 }
@@ -189,14 +196,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
             for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
                 uint4 ca[U], cg[U];
 #pragma unroll
-                for (int u = 0; u < U; u++) ca[u] = a[u], cg[u] = g[u];
+                for (int u = 0; u < U; u++) ca[u] = wa[u], cg[u] = wg[u];
                 if (c0 + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
                 consume(ca, cg, c0);
             }
         } else {
             for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
                 load(c0);
-                consume(a, g, c0);
+                consume(wa, wg, c0);
             }
         }
 #pragma unroll
@@ -208,13 +215,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
         for (int b = 0; b < NB; b++) {
             if (lane != b) continue;
             if (MODE == GEMV_STORE) {
-                Y[(int64_t)b * ldy + r0] = acc0[b];
+                a.Y[(int64_t)b * a.ldy + r0] = acc0[b];
             } else if (MODE == GEMV_ACC) {
-                Y[(int64_t)b * ldy + r0] += acc0[b] + (bias ? bias[r0] : 0.0f);
+                float *y = a.Y + (int64_t)b * a.ldy + r0;
+                *y = __ldcg(y) + acc0[b] + (a.bias ? a.bias[r0] : 0.0f);
             } else if (MODE == GEMV_SWIGLU) {
                 float gv = acc0[b], uv = acc1[b];
-                if (bias) gv += bias[r0], uv += bias[r1];
-                H[(int64_t)b * ldh + r0] = elt<T>::from_f(gv / (1.0f + expf(-gv)) * uv);
+                if (a.bias) gv += a.bias[r0], uv += a.bias[r1];
+                H[(int64_t)b * a.ldh + r0] = elt<T>::from_f(gv / (1.0f + expf(-gv)) * uv);
             } else {
                 /* as rope_cache_kernel: bias, rotate-half RoPE at pos, q (fp32) or the K/V cache (fp16) */
                 const int p = ra.pos[b], qd = ra.nh * ra.hd, half = ra.hd / 2;
@@ -239,6 +247,80 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
                 }
             }
         }
+    }
+}
+
+/* One product. Grid-stride: a warp takes items item0, item0 + stride, ... (the launcher sizes the
+ * grid to what is resident at once, so there are no waves, and the XN prologue runs once per block). */
+template <typename T, int NB, int MODE, int U, int PIPE, int XN>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
+    extern __shared__ uint4 s_dyn[];
+    pdl_trigger();
+    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
+    prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
+    pdl_wait();
+    T *xs = reinterpret_cast<T *>(s_dyn);
+    if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
+    gemv_items<T, NB, MODE, U, PIPE, XN>(a, XN ? xs : (const T *)a.X, item, stride);
+}
+
+/* Every block of the grid waits here until all have arrived (the grid is resident: see k_gemv_chain).
+ * bar[0] counts arrivals, bar[1] is the generation; the last to arrive resets the count and moves
+ * the generation on. Writes before the barrier are visible after it (fences around the atomics). */
+__device__ __forceinline__ void grid_barrier(unsigned *bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned *gen = bar + 1;
+        const unsigned g = *gen;
+        __threadfence();
+        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+            atomicExch(bar, 0u);
+            __threadfence();
+            atomicAdd(bar + 1, 1u);
+        } else {
+            /* a block that never arrives (grid not resident) would hang the device: fail the launch */
+            for (long long spins = 0; *gen == g; spins++) {
+                __nanosleep(32);
+                if (spins > (1ll << 26)) __trap();
+            }
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+template <typename T, int NB>
+__device__ __forceinline__ void chain_prefetch(const k_gemv_phase &a, int item, int lane) {
+    if (a.mode == GEMV_ACC) prefetch_first<GEMV_ACC>(a, sizeof(T), item, lane);
+    else if (a.mode == GEMV_SWIGLU) prefetch_first<GEMV_SWIGLU>(a, sizeof(T), item, lane);
+    else prefetch_first<GEMV_ROPE>(a, sizeof(T), item, lane);
+}
+
+/* Several products in one launch, a grid barrier between them: the launch gap, ramp-up and tail of
+ * each product but the first become a barrier, and every warp has the head of its next row on its
+ * way to L2 before it waits there. Phases: GEMV_ACC (input staged in shared memory), GEMV_SWIGLU
+ * and GEMV_ROPE (normalised input, XN). */
+template <typename T, int NB>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chain_args c) {
+    extern __shared__ uint4 s_dyn[];
+    pdl_trigger();
+    const int lane = threadIdx.x & 31;
+    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
+    chain_prefetch<T, NB>(c.ph[0], item, lane);
+    pdl_wait();
+    T *xs = reinterpret_cast<T *>(s_dyn);
+    for (int p = 0; p < c.n; p++) {
+        const k_gemv_phase &a = c.ph[p];
+        if (p > 0) grid_barrier(c.bar);
+        if (a.mode == GEMV_ACC) {
+            stage_prologue<T, NB>((const T *)a.X, a.ldw, xs);
+            gemv_items<T, NB, GEMV_ACC, 4, 0, 1>(a, xs, item, stride);
+        } else {
+            xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
+            if (a.mode == GEMV_SWIGLU) gemv_items<T, NB, GEMV_SWIGLU, 4, 0, 1>(a, xs, item, stride);
+            else gemv_items<T, NB, GEMV_ROPE, 4, 0, 1>(a, xs, item, stride);
+        }
+        if (p + 1 < c.n) chain_prefetch<T, NB>(c.ph[p + 1], item, lane);
     }
 }
 
@@ -269,26 +351,28 @@ static int gemv_resident_grid(void) {
 }
 
 template <typename T, int NB, int MODE, int U, int P, int XN>
-static void go(int items, size_t smem, cudaStream_t s, const T *W, int ldw, int rows, const T *X, int ldx, float *Y,
-               int ldy, const float *bias, T *H, int ldh, const k_rope_args &ra, const k_xnorm_args &xn) {
+static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
     auto kern = gemv_kernel<T, NB, MODE, U, P, XN>;
     int blocks = lop_cdiv(items, GEMV_WARPS);
     if (gemv_resident_grid()) {
         int res = resident_blocks(kern, smem);
         if (res > 0 && res < blocks) blocks = res;
     }
-    launch_k(kern, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, xn);
+    launch_k(kern, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);
+}
+
+static int phase_items(const k_gemv_phase &a, int mode) {
+    return mode == GEMV_SWIGLU ? lop_pad8(a.rows / 2)
+         : mode == GEMV_ROPE   ? (a.ra.nh + a.ra.nkv) * (a.ra.hd / 2) + a.ra.nkv * a.ra.hd
+                               : a.rows;
 }
 
 template <typename T, int MODE, int XN>
-static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int nb, float *Y, int ldy,
-                        const float *bias, T *H, int ldh, const k_rope_args &ra, const k_xnorm_args &xn, cudaStream_t s) {
+static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
-    const size_t smem = XN ? (size_t)nb * ldx * sizeof(T) : 0;
-    const int items = MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
-                    : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
-                                          : rows;
-#define GO(N, U, P) go<T, N, MODE, U, P, XN>(items, smem, s, W, ldw, rows, X, ldx, Y, ldy, bias, H, ldh, ra, xn)
+    const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
+    const int items = phase_items(a, MODE);
+#define GO(N, U, P) go<T, N, MODE, U, P, XN>(items, smem, s, a)
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
         if (v == 1) GO(N, 8, 0);                                                                   \
@@ -314,15 +398,15 @@ static void launch_mode(const T *W, int ldw, int rows, const T *X, int ldx, int 
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
             const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s) {
     if (nb <= 0 || rows <= 0) return;
-    k_rope_args ra = {};
-    k_xnorm_args xn = {};
-    if (rope) ra = *rope;
+    k_gemv_phase a = {};
+    a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.X = X, a.ldx = ldx, a.Y = Y, a.ldy = ldy, a.bias = bias;
+    a.H = H, a.ldh = ldh;
+    if (rope) a.ra = *rope;
     LOP_DISPATCH_T(dt, {
-        const T *w = (const T *)W, *x = (const T *)X;
-        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, xn, s);
-        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, xn, s);
-        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, xn, s);
-        else launch_mode<T, GEMV_ROPE, 0>(w, ldw, rows, x, ldx, nb, Y, ldy, bias, (T *)H, ldh, ra, xn, s);
+        if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(a, nb, s);
+        else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC, 0>(a, nb, s);
+        else if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 0>(a, nb, s);
+        else launch_mode<T, GEMV_ROPE, 0>(a, nb, s);
     });
 }
 
@@ -339,13 +423,69 @@ int k_gemv_xnorm_enabled(void) {
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s) {
     if (nb <= 0 || rows <= 0) return;
-    k_rope_args ra = {};
-    if (rope) ra = *rope;
+    k_gemv_phase a = {};
+    a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
+    if (rope) a.ra = *rope;
     LOP_DISPATCH_T(dt, {
-        const T *w = (const T *)W;
-        if (mode == GEMV_SWIGLU)
-            launch_mode<T, GEMV_SWIGLU, 1>(w, ldw, rows, NULL, ldw, nb, NULL, 0, bias, (T *)H, ldh, ra, *xn, s);
-        else
-            launch_mode<T, GEMV_ROPE, 1>(w, ldw, rows, NULL, ldw, nb, NULL, 0, bias, (T *)H, ldh, ra, *xn, s);
+        if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
+        else launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
+    });
+}
+
+/* ---- chains ---- */
+#define CHAIN_SMEM_MAX (160 * 1024)
+
+static size_t chain_smem(const k_gemv_phase *ph, int n, int nb) {
+    size_t m = 0;
+    for (int i = 0; i < n; i++) {
+        size_t b = (size_t)nb * ph[i].ldw * 2;
+        if (b > m) m = b;
+    }
+    return m;
+}
+
+template <typename T, int NB> static int chain_blocks(size_t smem) {
+    auto kern = gemv_chain_kernel<T, NB>;
+    static int attr_set;
+    if (!attr_set) {
+        /* all shared memory to the carveout, so the occupancy the grid is sized by is what runs */
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, CHAIN_SMEM_MAX) != cudaSuccess ||
+            cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+                cudaSuccess) {
+            (void)cudaGetLastError();
+            return 0;
+        }
+        attr_set = 1;
+    }
+    return resident_blocks(kern, smem);
+}
+
+int k_gemv_chain_enabled(void) {
+    static int on = -1;
+    if (on < 0) on = !getenv("LOP_CUDA_CHAIN") || atoi(getenv("LOP_CUDA_CHAIN")) != 0;
+    return on;
+}
+
+int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
+    if (nb < 1 || nb > CHAIN_MAX_NB || n < 1 || n > K_CHAIN_MAX) return 0;
+    for (int i = 0; i < n; i++) {
+        if (ph[i].mode == GEMV_STORE) return 0;
+        if (ph[i].mode != GEMV_ACC && (ph[i].xn.dim % 8 || ph[i].ldw < ph[i].xn.dim)) return 0;
+    }
+    size_t smem = chain_smem(ph, n, nb);
+    if (smem > CHAIN_SMEM_MAX) return 0;
+    int blocks = 0;
+    LOP_DISPATCH_T(dt, blocks = nb == 1 ? chain_blocks<T, 1>(smem) : chain_blocks<T, 2>(smem));
+    return blocks > 0;
+}
+
+void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s) {
+    k_gemv_chain_args c = {};
+    for (int i = 0; i < n; i++) c.ph[i] = ph[i];
+    c.n = n, c.bar = bar;
+    const size_t smem = chain_smem(ph, n, nb);
+    LOP_DISPATCH_T(dt, {
+        if (nb == 1) launch_k(gemv_chain_kernel<T, 1>, dim3(chain_blocks<T, 1>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
+        else launch_k(gemv_chain_kernel<T, 2>, dim3(chain_blocks<T, 2>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
     });
 }

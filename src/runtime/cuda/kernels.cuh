@@ -64,13 +64,45 @@ typedef struct k_xnorm_args {
     int dim;
 } k_xnorm_args;
 int k_gemv_max_batch(void);
+void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
+            const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
 /* whether k_gemv_xnorm takes nb tokens of this shape; whether the backend uses it (LOP_CUDA_XNORM != 0) */
 int k_gemv_xnorm_ok(int nb, int dim, int ldw);
 int k_gemv_xnorm_enabled(void);
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
-void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
-            const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
+
+/* One product of a chain (also the kernel argument of a single product):
+ *   GEMV_ACC:    Y[b][r] += W[r]·X[b] + bias[r], X [nb][ldw] (dt) staged in shared memory;
+ *   GEMV_SWIGLU: H = swiglu(W · T(rmsnorm(xn.x) * xn.w)) as k_gemv's GEMV_SWIGLU;
+ *   GEMV_ROPE:   the q/k/v product of the same normalised input, bias, RoPE, K/V cache.
+ * X / ldx / ldy are used by the single-product kernels (k_gemv). */
+typedef struct k_gemv_phase {
+    int mode;
+    const void *W;
+    int ldw, rows;
+    const void *X;
+    int ldx;
+    float *Y;
+    int ldy;
+    const float *bias;
+    void *H;
+    int ldh;
+    k_rope_args ra;
+    k_xnorm_args xn;
+} k_gemv_phase;
+#define K_CHAIN_MAX 4
+typedef struct k_gemv_chain_args {
+    k_gemv_phase ph[K_CHAIN_MAX];
+    int n;
+    unsigned *bar; /* two unsigned, zero before the first chain (left with count 0) */
+} k_gemv_chain_args;
+/* Up to K_CHAIN_MAX products in one launch with a grid barrier between them, for nb = 1..2 tokens.
+ * k_gemv_chain_ok says whether these phases can run so (shapes, shared memory, occupancy);
+ * LOP_CUDA_CHAIN=0 makes k_gemv_chain_enabled() 0. */
+int k_gemv_chain_enabled(void);
+int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n);
+void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s);
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into nsplit chunks of
