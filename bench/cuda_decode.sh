@@ -50,11 +50,10 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-# the defaults against: products one launch each (default: chains with grid barriers), RMSNorm as its
-# own launch (default: in the GEMV prologue; =0 also turns the chains off), GEMV grids of one item per
-# warp (default: resident grid, grid-stride), both (= the code of run5), PDL launches
-LOP_CUDA_CHAIN=0 run 7b_b1_nochain synth:llama-7b 1 128
-LOP_CUDA_CHAIN=0 run 13b_b1_nochain synth:llama-13b 1 128
+# the defaults against: GEMV chains with grid barriers (default: one launch per product), RMSNorm as
+# its own launch (default: in the GEMV prologue), GEMV grids of one item per warp (default: resident
+# grid, grid-stride), both (= the code of run5), PDL launches
+LOP_CUDA_CHAIN=1 run 7b_b1_chain synth:llama-7b 1 128
 LOP_CUDA_XNORM=0 run 7b_b1_sepnorm synth:llama-7b 1 128
 LOP_CUDA_GEMV_GRID=0 run 7b_b1_waves synth:llama-7b 1 128
 LOP_CUDA_XNORM=0 LOP_CUDA_GEMV_GRID=0 run 7b_b1_sepnorm_waves synth:llama-7b 1 128
@@ -67,8 +66,6 @@ run width4.9b_b1 synth:llama-7b:heads=21@4-29:ffn=7155@4-29 1 128
 run 13b_b1 synth:llama-13b 1 128
 run 7b_b256 synth:llama-7b 256 128
 run 7b_b16 synth:llama-7b 16 128
-run 7b_b2 synth:llama-7b 2 128
-LOP_CUDA_CHAIN=0 run 7b_b2_nochain synth:llama-7b 2 128
 # prefill 8 x 512: a 512-token prompt, one new token
 p512=$(seq 1 512 | awk '{printf "%s%d", (NR>1?",":""), 100+($1*7919)%31000}')
 pout=$($LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos --warmup 1 --runs 3 2>&1 >/dev/null)

@@ -460,9 +460,12 @@ template <typename T, int NB> static int chain_blocks(size_t smem) {
     return resident_blocks(kern, smem);
 }
 
+/* opt-in (LOP_CUDA_CHAIN=1): on an H100 the chains measured slower than one launch per product
+ * (bench/cuda/NOTES.md, run8) -- the barrier's ~1300 arrivals on one counter cost more than the
+ * launch gaps they replace */
 int k_gemv_chain_enabled(void) {
     static int on = -1;
-    if (on < 0) on = !getenv("LOP_CUDA_CHAIN") || atoi(getenv("LOP_CUDA_CHAIN")) != 0;
+    if (on < 0) on = getenv("LOP_CUDA_CHAIN") && atoi(getenv("LOP_CUDA_CHAIN")) != 0;
     return on;
 }
 
