@@ -387,7 +387,13 @@ int cmd_eval(int argc, char **argv) {
     strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     int threads = a.threads > 0 ? a.threads : lop_n_cpus();
     if (a.dev == LOP_DEVICE_CPU) cpu_name(dev, sizeof dev);
-    else snprintf(dev, sizeof dev, "cuda");
+    else {
+        /* the card's name (e.g. "NVIDIA H100 80GB HBM3") from a memory plan, which allocates nothing */
+        lop_engine_opts eo = {.device = LOP_DEVICE_CUDA, .max_batch = 1, .max_seq_len = 16};
+        lop_mem_plan pl;
+        snprintf(dev, sizeof dev, "%s", lop_engine_plan(m, &eo, &pl) == LOP_OK && pl.device[0] ? pl.device : "cuda");
+        lop_clear_error();
+    }
     printf("lop eval  %s  on %s (%s%s%d threads)\n\n", a.model, a.dev ? "cuda" : "cpu", dev, ", ",
            threads);
     cJSON *root = cJSON_CreateObject();

@@ -22,7 +22,9 @@ def row(spec):
     for f in files.split(","):
         d = json.load(open(f))
         secs += d.get("seconds", 0)
-        devices.add(f"{d.get('device')} ({d.get('device_name')}, {d.get('threads', '?')} threads)")
+        n = d.get("threads")  # CPU runs only
+        threads = f", {n} thread{'s' * (n != 1)}" if n else ""
+        devices.add(f"{d.get('device')} ({d.get('device_name')}{threads})")
         for p in d.get("perplexity", []):
             ppl[p["ctx"]] = p
         zs = d.get("zeroshot", {})
