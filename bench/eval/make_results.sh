@@ -22,12 +22,17 @@ done
 # "params after" of a pruned model from its pruning record, in millions
 params() { python3 -c "import json,sys; print(f\"{json.load(open(sys.argv[1]))['params'][sys.argv[2]] / 1e6:.1f}M\")" "$@"; }
 rows=()
+timing=$res/timing/orig-zeroshot.json
 add() { # row name, model name
     local f=$res/eval/$2.json p=$res/pruning/$2.pruning.json
     if [ ! -f "$f" ]; then echo "make_results: no record for $2" >&2; return; fi
+    # the committed record of the same pruning when the run's own is not among the records
+    [ -f "$p" ] || p=bench/${2%%-*}/smollm2/${2#*-}.pruning.json
+    # the original's zero-shot results may come from the timed run alone
+    [ "$2" = orig ] && [ -f "$timing" ] && ! grep -qs '"zeroshot"' "$f" && f="$f,$timing"
     [ -f "$p" ] && rows+=("$1 ($(params "$p" after))=$f") || rows+=("$1=$f")
 }
-orig_p=$(ls "$res"/pruning/*.pruning.json 2>/dev/null | head -1)
+orig_p=$(ls "$res"/pruning/*.pruning.json bench/depth/smollm2/*.pruning.json 2>/dev/null | head -1 || true)
 add "original${orig_p:+ ($(params "$orig_p" before))}" orig
 for kind in depth width; do
     [ $kind = depth ] && list="magnitude taylor ppl bi" || list="llm-pruner wanda-sp flap magnitude"
@@ -36,7 +41,6 @@ for kind in depth width; do
     done
 done
 
-timing=$res/timing/orig-zeroshot.json
 {
     echo "# SmolLM2-135M-Instruct: perplexity and zero-shot accuracy of the pruned models"
     echo
@@ -47,9 +51,11 @@ timing=$res/timing/orig-zeroshot.json
     echo "parameters kept in brackets. WikiText-2: whole test set, non-overlapping windows, BOS at the start."
     echo "Eval time: one \`lop eval\` per model (load, both perplexities, seven tasks); JOBS models at once:"
     sed -n 's/^settings: \(.*\) MODEL=.*/\1/p' "$res/env.txt" 2>/dev/null | sort -u | sed 's/^/`/; s/$/`/' | paste -sd ';' | sed 's/;/; /g'
+    # how records made outside the script's stages came about (written with them)
+    if [ -f "$res/NOTES.md" ]; then echo; cat "$res/NOTES.md"; fi
     echo
     python3 bench/eval/mktable.py "${rows[@]}"
-    if grep -qs '"note":' "$res"/eval/*.json; then
+    if grep -qs '"note":' "$res"/eval/*.json "$res"/timing/*.json; then
         echo
         echo "\* HellaSwag from llama.cpp's derived text (the original jsonl is missing): approximate."
     fi
