@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "core/half.h"
+#include "eval/logprob.h"
 #include "io/file.h"
 #include "json_util.h"
 #include "model/synth.h"
@@ -464,6 +465,49 @@ static lop_engine *mk_engine(lop_model *m, lop_device dev, int batch, int seq, l
     return e;
 }
 
+/* Scoring on the device (forward_logprob) == log-softmax on the host of the same engine's logits */
+static void test_device_scoring(void **st) {
+    (void)st;
+    NEED_GPU();
+    lop_model *m = tiny_model(97, 40, 5, HETERO, 1, g_seed + 9);
+    assert_non_null(m);
+    lop_engine *gpu = mk_engine(m, LOP_DEVICE_CUDA, 3, 64, LOP_F16, 7, 0); /* 7-token chunks */
+    /* three sequences of 9, 1 + 1 and 12 tokens; more scored positions than one group of rows */
+    int32_t a[9] = {5, 17, 3, 88, 42, 1, 60, 7, 33}, b2[2] = {9, 9}, c[12] = {50, 51, 52, 2, 2, 90, 11, 4, 4, 4, 4, 96};
+    lop_score_req req[3] = {{a, 9, 1}, {b2, 2, 1}, {c, 12, 3}};
+    lop_score sc[3];
+    double tl[8 + 1 + 9];
+    OK(lop_score_sequences(gpu, req, 3, sc, tl));
+    /* the same positions through host logits */
+    const int32_t *seqs[3] = {a, b2, c};
+    int k = 0;
+    double worst = 0;
+    for (int r = 0; r < 3; r++) {
+        int n = req[r].n_tokens, V = 97, greedy = 1;
+        int32_t sq[12], ps[12], oi[12];
+        for (int t = 0; t < n; t++) sq[t] = 0, ps[t] = t, oi[t] = t;
+        float *lg = malloc((size_t)n * V * 4);
+        lop_batch bb = {n, (int32_t *)seqs[r], sq, ps, n, oi};
+        OK(lop_engine_forward(gpu, &bb, lg));
+        double sum = 0;
+        for (int t = req[r].first; t < n; t++, k++) {
+            int am;
+            double lp = lg[(t - 1) * V + seqs[r][t]] - lop_logits_lse(lg + (t - 1) * V, V, &am);
+            greedy &= am == seqs[r][t];
+            sum += lp;
+            if (fabs(lp - tl[k]) > worst) worst = fabs(lp - tl[k]);
+        }
+        assert_int_equal(sc[r].n_scored, n - req[r].first);
+        assert_int_equal(sc[r].greedy, greedy);
+        assert_true(fabs(sc[r].logprob - sum) < 1e-4);
+        free(lg);
+    }
+    printf("  device scoring vs host log-softmax: max |diff| %.2e over %d tokens (tolerance 1e-5)\n", worst, k);
+    assert_true(worst < 1e-5);
+    lop_engine_free(gpu);
+    lop_model_free(m);
+}
+
 static void test_tiny_model_logits(void **st) {
     (void)st;
     NEED_GPU();
@@ -820,6 +864,7 @@ int main(void) {
         cmocka_unit_test(test_synth_fill),     cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_swiglu_xnorm),
+        cmocka_unit_test(test_device_scoring),
         cmocka_unit_test(test_rope),           cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_attention),      cmocka_unit_test(test_sample),
         cmocka_unit_test(test_tiny_model_logits), cmocka_unit_test(test_generate_cuda),

@@ -1,6 +1,7 @@
 /* Batched sequence scoring; see logprob.h. Each batch is one forward over the packed sequences with
  * logits only at the positions that predict a scored token; log-softmax rows in parallel, the
- * exponentials in float and their sum and the log in double. */
+ * exponentials in float and their sum and the log in double -- on the host, or on the device when
+ * the backend reduces rows itself (forward_logprob: a GPU's logits never cross to the host). */
 #include "eval/logprob.h"
 
 #include <math.h>
@@ -90,20 +91,25 @@ lop_status lop_score_sequences(lop_engine *e, const lop_score_req *reqs, int n, 
             nt += q->n_tokens;
             r1++;
         }
-        if ((size_t)no * V > logits_cap) {
-            free(logits);
-            logits_cap = (size_t)no * V;
-            logits = malloc(logits_cap * sizeof(float));
-            if (!logits) {
-                st = lop_fail(LOP_ERR_OOM, "out of memory: logits for %d positions", no);
-                break;
-            }
-        }
         lop_batch b = {nt, tok, seq, pos, no, oidx};
-        st = lop_engine_forward(e, &b, logits);
-        if (st == LOP_OK) {
-            rows_job job = {logits, target, V, lp, am};
-            lop_parallel_for(no, 16, rows_logprob, &job);
+        if (e->ops->forward_logprob) {
+            /* the device reduces each row to its log-probability: no logits cross to the host */
+            st = e->ops->forward_logprob(e->be, &b, target, lp, am);
+        } else {
+            if ((size_t)no * V > logits_cap) {
+                free(logits);
+                logits_cap = (size_t)no * V;
+                logits = malloc(logits_cap * sizeof(float));
+                if (!logits) {
+                    st = lop_fail(LOP_ERR_OOM, "out of memory: logits for %d positions", no);
+                    break;
+                }
+            }
+            st = lop_engine_forward(e, &b, logits);
+            if (st == LOP_OK) {
+                rows_job job = {logits, target, V, lp, am};
+                lop_parallel_for(no, 16, rows_logprob, &job);
+            }
         }
         int row = 0;
         for (int r = r0; r < r1 && st == LOP_OK; r++) {

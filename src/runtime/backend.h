@@ -47,6 +47,10 @@ typedef struct lop_backend_ops {
     /* device-resident generation: sampling on the device, no host round trip per token */
     lop_status (*decode)(lop_backend *be, const lop_decode_req *r);
     int weight_bytes, kv_bytes; /* bytes per weight / per cached K or V element, for roofline figures */
+    /* optional: scoring without logits on the host -- for output row j, lp[j] = log softmax(logits)[target[j]]
+     * and is_argmax[j] = (target[j] is the row's first maximum), as lop_logits_lse computes them */
+    lop_status (*forward_logprob)(lop_backend *be, const lop_batch *b, const int32_t *target, double *lp,
+                                  int *is_argmax);
 } lop_backend_ops;
 
 extern const lop_backend_ops lop_cpu_backend;

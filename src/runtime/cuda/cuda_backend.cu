@@ -98,6 +98,10 @@ struct lop_backend {
     unsigned *d_bar; /* the GEMV chains' grid barrier (2 unsigned in the counters' spare tail) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
+    /* scoring (forward_logprob): targets and results of one group of logits_cap rows */
+    int32_t *d_tgt, *h_tgt;
+    double *d_lp, *h_lp;
+    int *d_am, *h_am;
     void *lt_ws;
     cu_gemm gemm;
     int gemm_ok;
@@ -200,6 +204,9 @@ static void cu_destroy(lop_backend *be) {
     free(be->L);
     free(be->h_tiles);
     free(be->h_rows);
+    free(be->h_tgt);
+    free(be->h_am);
+    free(be->h_lp);
     free(be);
 }
 
@@ -309,6 +316,9 @@ static void layout(lop_backend *be) {
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_pos = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_rows = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
+    be->d_tgt = (int32_t *)A(be, (size_t)be->logits_cap * 4, CAT_ACT, "batch");
+    be->d_am = (int *)A(be, (size_t)be->logits_cap * 4, CAT_ACT, "batch");
+    be->d_lp = (double *)A(be, (size_t)be->logits_cap * 8, CAT_ACT, "batch");
     be->d_tiles = (int32_t *)A(be, (T + 1) * 4, CAT_ACT, "batch");
     be->d_step = (int32_t *)A(be, 16, CAT_ACT, "decode state");
     be->d_rng = (uint64_t *)A(be, (size_t)be->n_slots * 8, CAT_ACT, "decode state");
@@ -472,7 +482,10 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
     if (st == LOP_OK) {
         be->h_tiles = (int32_t *)malloc(((size_t)be->tok_cap + 1) * sizeof(int32_t));
         be->h_rows = (int32_t *)malloc(((size_t)be->tok_cap + 1) * sizeof(int32_t));
-        if (!be->h_tiles || !be->h_rows) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        be->h_tgt = (int32_t *)malloc((size_t)be->logits_cap * sizeof(int32_t));
+        be->h_am = (int *)malloc((size_t)be->logits_cap * sizeof(int));
+        be->h_lp = (double *)malloc((size_t)be->logits_cap * sizeof(double));
+        if (!be->h_tiles || !be->h_rows || !be->h_tgt || !be->h_am || !be->h_lp) st = lop_fail(LOP_ERR_OOM, "out of memory");
     }
     if (st == LOP_OK) {
         cudaError_t e = cudaMallocHost((void **)&be->h_hist, (size_t)be->n_slots * be->max_seq * sizeof(int32_t));
@@ -735,9 +748,17 @@ static lop_status check_batch(const lop_backend *be, const lop_batch *b) {
     return LOP_OK;
 }
 
-/* Runs a batch in chunks of tok_cap tokens. Logits go to host (host != NULL, rows in out order) or
- * stay on the device in be->logits rows j (device mode: out_idx must be increasing). */
-static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host) {
+/* what forward_impl returns for each output row instead of its logits (forward_logprob) */
+typedef struct score_out {
+    const int32_t *target;
+    double *lp;
+    int *is_argmax;
+} score_out;
+
+/* Runs a batch in chunks of tok_cap tokens. Logits go to host (host != NULL, rows in out order), or
+ * are reduced on the device to each row's log-probability of its target (sc != NULL), or stay on
+ * the device in be->logits rows j (device mode: out_idx must be increasing). */
+static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host, const score_out *sc) {
     LOP_TRY(check_batch(be, b));
     cudaStream_t s = be->stream;
     const int V = be->V;
@@ -768,15 +789,28 @@ static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host)
                 if (k < c0 || k >= c0 + nc) continue;
                 if (j0 < 0) j0 = j;
                 be->h_rows[nr++] = k - c0;
-                if (!host && j != j0 + nr - 1)
+                if (!host && !sc && j != j0 + nr - 1)
                     return lop_fail(LOP_ERR_ARG, "device logits need increasing output indices");
                 be->h_tiles[nr - 1] = j; /* destination row (h_tiles is free again) */
             }
             if (nr == 0) break;
             CK(cudaMemcpyAsync(be->d_rows, be->h_rows, (size_t)nr * 4, cudaMemcpyHostToDevice, s));
-            float *dst = host ? be->logits : be->logits + (size_t)j0 * V;
+            float *dst = host || sc ? be->logits : be->logits + (size_t)j0 * V;
             LOP_TRY(run_head(be, be->d_rows, nr, pending, dst));
-            if (host) {
+            if (sc) {
+                for (int r = 0; r < nr; r++) be->h_tgt[r] = sc->target[be->h_tiles[r]];
+                CK(cudaMemcpyAsync(be->d_tgt, be->h_tgt, (size_t)nr * 4, cudaMemcpyHostToDevice, s));
+                k_logprob(be->logits, V, nr, be->d_tgt, be->d_lp, be->d_am, s);
+                CK(cudaGetLastError());
+                CK(cudaMemcpyAsync(be->h_lp, be->d_lp, (size_t)nr * 8, cudaMemcpyDeviceToHost, s));
+                CK(cudaMemcpyAsync(be->h_am, be->d_am, (size_t)nr * 4, cudaMemcpyDeviceToHost, s));
+                CK(cudaStreamSynchronize(s));
+                for (int r = 0; r < nr; r++) {
+                    sc->lp[be->h_tiles[r]] = be->h_lp[r];
+                    sc->is_argmax[be->h_tiles[r]] = be->h_am[r];
+                }
+                trace_collect(be);
+            } else if (host) {
                 for (int r = 0; r < nr; r++)
                     CK(cudaMemcpyAsync(host + (size_t)be->h_tiles[r] * V, be->logits + (size_t)r * V, (size_t)V * 4,
                                        cudaMemcpyDeviceToHost, s));
@@ -790,7 +824,18 @@ static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host)
     return LOP_OK;
 }
 
-static lop_status cu_forward(lop_backend *be, const lop_batch *b, float *logits) { return forward_impl(be, b, logits); }
+static lop_status cu_forward(lop_backend *be, const lop_batch *b, float *logits) {
+    return forward_impl(be, b, logits, NULL);
+}
+
+static lop_status cu_forward_logprob(lop_backend *be, const lop_batch *b, const int32_t *target, double *lp,
+                                     int *is_argmax) {
+    for (int j = 0; j < b->n_out; j++)
+        if (target[j] < 0 || target[j] >= be->V)
+            return lop_fail(LOP_ERR_ARG, "target token %d out of range (vocab %d)", target[j], be->V);
+    score_out sc = {target, lp, is_argmax};
+    return forward_impl(be, b, NULL, &sc);
+}
 
 /* ---- device-resident generation ------------------------------------------------------------ */
 /* One decode step: forward over n_seq tokens (one per slot 0..n-1), sample, advance positions. */
@@ -858,7 +903,7 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
     lop_status st = LOP_OK;
     double t0 = lop_now();
     /* prefill; logits rows 0..n-1 stay on the device */
-    st = forward_impl(be, r->prefill, NULL);
+    st = forward_impl(be, r->prefill, NULL, NULL);
     if (st == LOP_OK) {
         for (int q = 0; q < n; q++) pos0[q] = r->prompt_lens[q], pos0[n + q] = q;
         cudaError_t e = cudaMemcpyAsync(be->d_rng, r->rng_state, (size_t)n * 8, cudaMemcpyHostToDevice, s);
@@ -935,5 +980,5 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
 }
 
 extern "C" const lop_backend_ops lop_cuda_backend = {
-    "cuda", cu_create, cu_forward, cu_destroy, cu_plan, cu_decode, 2, 2,
+    "cuda", cu_create, cu_forward, cu_destroy, cu_plan, cu_decode, 2, 2, cu_forward_logprob,
 };
