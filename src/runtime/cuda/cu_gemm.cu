@@ -30,8 +30,10 @@ void cu_gemm_free(cu_gemm *g) {
     memset(g, 0, sizeof *g);
 }
 
+/* tune: time the heuristic's candidates (only for shapes that enter the cache: a shape seen once, as
+ * the varying token counts of a zero-shot evaluation are, would pay 24 products and a sync a call) */
 static int make_entry(cu_gemm *g, cu_gemm_entry *e, const void *W, const void *X, float *Y, float beta, cudaStream_t s,
-                      float *scratch, size_t scratch_bytes) {
+                      float *scratch, size_t scratch_bytes, int tune) {
     cudaDataType_t t = e->dt == LOP_BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cublasStatus_t st;
     if ((st = cublasLtMatrixLayoutCreate(&e->a, t, e->k, e->m, e->ldw)) != CUBLAS_STATUS_SUCCESS) return (int)st;
@@ -52,7 +54,7 @@ static int make_entry(cu_gemm *g, cu_gemm_entry *e, const void *W, const void *X
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     cudaStreamIsCapturing(s, &cs);
     float *out = beta == 0.0f ? Y : ((size_t)e->ldy * e->n * sizeof(float) <= scratch_bytes ? scratch : NULL);
-    if (found < 2 || cs != cudaStreamCaptureStatusNone || !out || getenv("LOP_CUDA_NO_GEMM_TUNE")) return 0;
+    if (!tune || found < 2 || cs != cudaStreamCaptureStatusNone || !out || getenv("LOP_CUDA_NO_GEMM_TUNE")) return 0;
     cudaEvent_t e0, e1;
     if (cudaEventCreate(&e0) != cudaSuccess) return 0;
     if (cudaEventCreate(&e1) != cudaSuccess) {
@@ -97,7 +99,7 @@ int cu_gemm_run(cu_gemm *g, lop_dtype dt, const void *W, int ldw, int m, const v
         e = g->n_cache < CU_GEMM_CACHE ? &g->cache[g->n_cache] : &tmp;
         memset(e, 0, sizeof *e);
         e->m = m, e->n = n, e->k = k, e->ldw = ldw, e->ldx = ldx, e->ldy = ldy, e->beta1 = beta1, e->dt = dt;
-        int rc = make_entry(g, e, W, X, Y, beta, s, scratch, scratch_bytes);
+        int rc = make_entry(g, e, W, X, Y, beta, s, scratch, scratch_bytes, e != &tmp);
         if (rc) {
             if (e->a) cublasLtMatrixLayoutDestroy(e->a);
             if (e->b) cublasLtMatrixLayoutDestroy(e->b);

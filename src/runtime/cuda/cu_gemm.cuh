@@ -11,7 +11,7 @@
 
 #include "model/model.h"
 
-#define CU_GEMM_CACHE 96
+#define CU_GEMM_CACHE 256
 
 typedef struct cu_gemm_entry {
     int m, n, k, ldw, ldx, ldy, beta1;
@@ -32,9 +32,10 @@ typedef struct cu_gemm {
 /* ws must be a device buffer of ws_size bytes owned by the caller. Returns 0 on success. */
 int cu_gemm_init(cu_gemm *g, void *ws, size_t ws_size);
 void cu_gemm_free(cu_gemm *g);
-/* Returns 0 on success, else a cublasStatus_t value. The first product of a shape (outside graph
- * capture) times up to 8 of cuBLASLt's heuristic candidates and keeps the fastest; trial runs write
- * into Y when beta == 0, else into scratch (scratch_bytes; no tuning when too small or NULL). */
+/* Returns 0 on success, else a cublasStatus_t value. The first product of a shape that enters the
+ * cache (outside graph capture) times up to 8 of cuBLASLt's heuristic candidates and keeps the
+ * fastest; trial runs write into Y when beta == 0, else into scratch (scratch_bytes; no tuning when
+ * too small or NULL). Once the cache is full, a new shape takes the heuristic's first choice. */
 int cu_gemm_run(cu_gemm *g, lop_dtype dt, const void *W, int ldw, int m, const void *X, int ldx, int n, int k, float *Y,
                 int ldy, float beta, cudaStream_t s, float *scratch, size_t scratch_bytes);
 #endif
