@@ -4,11 +4,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "runtime/cpu/ops.h"
+#include "runtime/cpu/skinny.h"
 #include "runtime/sampler.h"
 
 #define NEAR(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
@@ -36,6 +38,38 @@ static void test_linear(void **st) {
     lop_cpu_linear(Y, X, W, NULL, 1, 2, 3); /* the sgemv path */
     NEAR(Y[0], 4, 1e-6);
     NEAR(Y[1], 4, 1e-6);
+}
+
+/* the decode kernels (AVX2; AVX-512 where present) against a double-precision product: every token
+ * count 1..8, widths with and without vector tails, odd and even row counts (the AVX-512 kernel
+ * takes rows in pairs) */
+static void test_skinny(void **st) {
+    (void)st;
+    if (!lop_cpu_skinny_available()) {
+        printf("SKIPPED: no AVX2+FMA on this CPU\n");
+        skip();
+    }
+    const int shapes[][2] = {{37, 100}, {64, 576}, {3, 7}, {130, 1536}, {17, 24}};
+    for (int isa = 1; isa <= 2; isa++) {
+        if (isa == 2 && !lop_cpu_skinny_avx512_available()) continue;
+        for (int s = 0; s < 5; s++) {
+            int out = shapes[s][0], in = shapes[s][1];
+            float *W = malloc((size_t)out * in * 4), *X = malloc((size_t)8 * in * 4), *Y = malloc((size_t)8 * out * 4);
+            for (int i = 0; i < out * in; i++) W[i] = (float)((i * 7919) % 201 - 100) / 100.0f;
+            for (int i = 0; i < 8 * in; i++) X[i] = (float)((i * 104729) % 199 - 99) / 50.0f;
+            for (int n = 1; n <= 8; n++) {
+                memset(Y, 0, (size_t)8 * out * 4);
+                lop_cpu_skinny_gemm_isa(Y, X, W, n, out, in, isa);
+                for (int b = 0; b < n; b++)
+                    for (int j = 0; j < out; j++) {
+                        double r = 0;
+                        for (int k = 0; k < in; k++) r += (double)W[(size_t)j * in + k] * X[(size_t)b * in + k];
+                        NEAR(Y[(size_t)b * out + j], r, 1e-5 * (1 + fabs(r)) * sqrt(in));
+                    }
+            }
+            free(W), free(X), free(Y);
+        }
+    }
 }
 
 static void test_rope_rotate_half(void **st) {
@@ -161,7 +195,7 @@ static void test_sampler(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_linear), cmocka_unit_test(test_skinny),
         cmocka_unit_test(test_rope_rotate_half), cmocka_unit_test(test_rope_llama3),
         cmocka_unit_test(test_attention_gqa), cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_sampler),

@@ -1,7 +1,8 @@
 /* Skinny matrix products for decode: Y[n][out] = X[n][in] · W[out][in]^T with n ≤ 8 rows.
  * Why: at decode batch 2..8 OpenBLAS sgemm spends its time packing W (measured 41 GFLOP/s at n = 8
  * on this 2-core machine, a third of the memory-bound rate); this kernel streams each W row once
- * and keeps the n dot products in AVX2 registers. */
+ * and keeps the n dot products in AVX2 registers (AVX-512 where the CPU has it: two W rows at a
+ * time, so each X load feeds two FMAs). */
 #ifndef LOP_RUNTIME_CPU_SKINNY_H
 #define LOP_RUNTIME_CPU_SKINNY_H
 #include <stdint.h>
@@ -10,4 +11,8 @@
 int lop_cpu_skinny_available(void);
 /* n in [1, 8]; rows split across the thread pool. */
 void lop_cpu_skinny_gemm(float *Y, const float *X, const float *W, int n, int out, int in);
+/* The same with the instruction set chosen (tests): isa 0 = as lop_cpu_skinny_gemm, 1 = AVX2,
+ * 2 = AVX-512 (only when lop_cpu_skinny_avx512_available()). */
+int lop_cpu_skinny_avx512_available(void);
+void lop_cpu_skinny_gemm_isa(float *Y, const float *X, const float *W, int n, int out, int in, int isa);
 #endif
