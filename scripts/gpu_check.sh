@@ -4,6 +4,8 @@
 # our packages and no network), run the CUDA tests, the HF-transformers parity on full-size shapes,
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files).
 # Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test parity bench hf
+# Write the commit to an ignored file COMMIT (git rev-parse --short HEAD > COMMIT) and carry it: the
+# records and the binary's embedded commit then name it.
 # Test the build stage on a machine without a GPU first: it needs only nvcc and the .deb files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +43,11 @@ DEP_LIBS="-L$LIB -L$LIB/openblas-pthread -Wl,-rpath,$LIB:$LIB/openblas-pthread -
 if has build; then
     stamp "build"
     tests=$(ls tests/test_*.c | sed "s|tests/\(.*\)\.c|$BUILD/tests/\1|")
-    make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" all $tests || { echo "BUILD FAILED"; exit 1; }
+    # the tree's .git may be a stale copy there: a COMMIT file (carried) names what is built
+    commit_arg=()
+    [ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
+    make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" all $tests ||
+        { echo "BUILD FAILED"; exit 1; }
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     stamp "build done"
 fi
