@@ -11,7 +11,11 @@ per item (its choices as one right-padded batch; no cache sharing), float32 log_
 HFLM computes it; perplexity windows built from the HF tokenisation of the whole text.
 
 Compares item by item: token counts, log-likelihood of every choice (max abs difference), the
-predictions for acc and acc_norm; and each perplexity window's NLL sum. Writes a JSON report.
+predictions for acc and acc_norm (each disagreement listed with both sides' scores); and each
+perplexity window's NLL sum. Every difference is also given against a float64 log_softmax of the
+same HF logits: float32 log_softmax itself is off by ~1e-5 nats per token (always the same sign),
+which is most of what separates HF's float32 numbers from lop's (exp in float, sum and log in
+double). Writes a JSON report; tests/hf/README.md records a run.
 
 Run (CPU is enough for SmolLM2-135M):
   PYTHONPATH=/tmp/pydeps /opt/hfenv/bin/python tests/hf/eval_compare.py \
@@ -117,16 +121,19 @@ def encode_pair(tok, context, continuation):  # TemplateLM._encode_pair, causal 
 def loglikelihoods(model, pairs, max_len):
     """lm-eval's (ll, is_greedy) for each (ctx_ids, cont_ids): input (ctx + cont)[-(max_len+1):][:-1];
     the choices of one item run as one right-padded batch (causal attention: padding after a
-    sequence cannot change its logits)."""
+    sequence cannot change its logits). Also the ll from a float64 log_softmax of the same logits
+    (a reference for the rounding of float32 log_softmax itself; predictions use lm-eval's float32)."""
     inps = [(c + k)[-(max_len + 1):][:-1] for c, k in pairs]
     L = max(len(i) for i in inps)
     batch = torch.tensor([i + [0] * (L - len(i)) for i in inps])
     logits = model(batch).logits.float()
     out = []
     for b, ((c, k), inp) in enumerate(zip(pairs, inps)):
-        lp = F.log_softmax(logits[b, len(inp) - len(k):len(inp)], dim=-1)
+        rows = logits[b, len(inp) - len(k):len(inp)]
+        lp = F.log_softmax(rows, dim=-1)
         tgt = torch.tensor(k)
-        out.append((lp.gather(1, tgt[:, None])[:, 0].double().sum().item(), bool((lp.argmax(dim=-1) == tgt).all())))
+        lp64 = F.log_softmax(rows.double(), dim=-1).gather(1, tgt[:, None])[:, 0].sum().item()
+        out.append((lp.gather(1, tgt[:, None])[:, 0].double().sum().item(), bool((lp.argmax(dim=-1) == tgt).all()), lp64))
     return out
 
 
@@ -196,7 +203,7 @@ def main():
         items = load_task(t["task"], a.data, len(lop_items))
         assert len(items) == len(lop_items), (t["task"], len(items), len(lop_items))
         max_diff, worst, tok_mismatch, pred_diff, norm_diff, greedy_diff, max_tok = 0.0, None, 0, 0, 0, 0, 0.0
-        n_choices = 0
+        n_choices, disagreements, sum_diff, max_diff64, sum_signed = 0, [], 0.0, 0.0, 0.0
         for i, ((ctxs, conts, choices, gold), li) in enumerate(zip(items, lop_items)):
             assert gold == li["gold"], (t["task"], i)
             pairs = []
@@ -208,10 +215,13 @@ def main():
                     tok_mismatch += 1
                 pairs.append((ce, ke))
             res = loglikelihoods(model, pairs, max_len)
-            lls = [ll for ll, _ in res]
-            for j, (ll, greedy) in enumerate(res):
+            lls = [r[0] for r in res]
+            for j, (ll, greedy, ll64) in enumerate(res):
                 d = abs(ll - li["ll"][j])
                 n_choices += 1
+                sum_diff += d
+                max_diff64 = max(max_diff64, abs(ll64 - li["ll"][j]))
+                sum_signed += li["ll"][j] - ll
                 max_tok = max(max_tok, d / li["n_cont"][j])
                 greedy_diff += greedy != bool(li["greedy"][j])
                 if d > max_diff:
@@ -220,13 +230,24 @@ def main():
             pred, pred_norm = int(np.argmax(lls)), int(np.argmax(np.array(lls) / lens))
             pred_diff += pred != li["pred"]
             norm_diff += pred_norm != li["pred_norm"]
+            if pred != li["pred"] or pred_norm != li["pred_norm"]:
+                # what the two disagree on: each side's scores, so a near-tie shows as such
+                lop_lls = np.array(li["ll"], dtype=np.float64)
+                disagreements.append({"item": i, "line": li["line"], "metric": ("acc " if pred != li["pred"] else "") +
+                                      ("acc_norm" if pred_norm != li["pred_norm"] else ""),
+                                      "hf_pred": pred, "lop_pred": li["pred"], "hf_pred_norm": pred_norm,
+                                      "lop_pred_norm": li["pred_norm"], "hf_ll": lls, "lop_ll": li["ll"],
+                                      "hf_ll_per_char": (np.array(lls) / lens).tolist(),
+                                      "lop_ll_per_char": (lop_lls / lens).tolist()})
         n = len(items)
         row = {"task": t["task"], "status": "ok", "items": n, "choices_scored": n_choices,
-               "token_count_mismatches": tok_mismatch, "max_abs_ll_diff": max_diff, "max_abs_ll_diff_per_token": max_tok, "worst": worst,
+               "token_count_mismatches": tok_mismatch, "max_abs_ll_diff": max_diff,
+               "mean_abs_ll_diff": sum_diff / max(n_choices, 1), "mean_ll_diff_lop_minus_hf": sum_signed / max(n_choices, 1),
+               "max_abs_ll_diff_vs_f64_log_softmax": max_diff64, "max_abs_ll_diff_per_token": max_tok, "worst": worst,
                "pred_disagreements": pred_diff, "is_greedy_disagreements": greedy_diff, "pred_norm_disagreements": norm_diff,
-               "lop_acc": t["acc"], "lop_acc_norm": t["acc_norm"]}
+               "lop_acc": t["acc"], "lop_acc_norm": t["acc_norm"], "disagreements": disagreements}
         report["tasks"].append(row)
-        print(f"{t['task']:14s} items {n:4d}  max|dLL| {max_diff:.2e}  token-count mismatches {tok_mismatch}  "
+        print(f"{t['task']:14s} items {n:4d}  max|dLL| {max_diff:.2e} (vs f64 log_softmax {max_diff64:.2e})  token-count mismatches {tok_mismatch}  "
               f"pred diffs {pred_diff}/{norm_diff}  is_greedy diffs {greedy_diff}", flush=True)
     # perplexity windows: HF tokenisation of the whole text, same layout
     for p in lop.get("perplexity", []):
@@ -234,20 +255,28 @@ def main():
         ids = tok(text, add_special_tokens=False)["input_ids"]
         ctx, nll = p["ctx"], p.get("window_nll", [])
         seq = ([tok.bos_token_id] if p["bos"] == "first" else []) + ids
-        diffs = []
+        diffs, hf_nll, diffs64 = [], [], []
         for k, lop_w in enumerate(nll):
             w = seq[k * ctx:(k + 1) * ctx] if p["bos"] != "each" else [tok.bos_token_id] + ids[k * ctx:(k + 1) * ctx]
             with torch.no_grad():
                 lg = model(torch.tensor([w])).logits[0].float()
             hf_w = F.cross_entropy(lg[:-1], torch.tensor(w[1:]), reduction="sum").item()
+            hf_w64 = sum(F.cross_entropy(lg[r:min(r + 256, len(w) - 1)].double(), torch.tensor(w[r + 1:r + 257]),
+                                         reduction="sum").item()
+                         for r in range(0, len(w) - 1, 256))  # float64 log-softmax, in row chunks
+            diffs64.append(abs(hf_w64 - lop_w))
             diffs.append(abs(hf_w - lop_w))
+            hf_nll.append(hf_w)
         row = {"file": os.path.basename(p["file"]), "ctx": ctx, "bos": p["bos"], "hf_text_tokens": len(ids),
                "lop_text_tokens": p["text_tokens"], "windows_compared": len(nll),
                "max_abs_window_nll_diff": max(diffs) if diffs else None,
-               "max_abs_nll_diff_per_token": max(d / (ctx - (p["bos"] != "each")) for d in diffs) if diffs else None}
+               "max_abs_nll_diff_per_token": max(d / (ctx - (p["bos"] != "each")) for d in diffs) if diffs else None,
+               "max_abs_window_nll_diff_vs_f64_log_softmax": max(diffs64) if diffs64 else None,
+               "hf_window_nll": hf_nll, "lop_window_nll": nll, "abs_window_nll_diff": diffs,
+               "abs_window_nll_diff_vs_f64_log_softmax": diffs64}
         report["perplexity"].append(row)
         print(f"ppl ctx {ctx}: tokens hf {len(ids)} lop {p['text_tokens']}, {len(nll)} windows, "
-              f"max|dNLL| per window {row['max_abs_window_nll_diff']}", flush=True)
+              f"max|dNLL| per window {row['max_abs_window_nll_diff']} (vs f64 log_softmax {row['max_abs_window_nll_diff_vs_f64_log_softmax']})", flush=True)
     report["seconds"] = time.time() - t0
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
