@@ -46,6 +46,12 @@ AVX2 static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
+#define ATT_PF 16 /* keys ahead */
+/* the n floats at p on their way to L1, one prefetch per 64-byte line */
+static inline void prefetch_row(const float *p, int n) {
+    for (int i = 0; i < n; i += 16) _mm_prefetch((const char *)(p + i), _MM_HINT_T0);
+}
+
 AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, const float *V, int n_ctx, int kv_stride,
                                  int n_heads, int n_kv, int hd, int h0, int h1, float *scratch) {
     int group = n_heads / n_kv;
@@ -57,6 +63,10 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
         int t = 0;
         for (; t + 4 <= n_ctx; t += 4) {
             const float *k0 = Kh + (int64_t)t * kv_stride, *k1 = k0 + kv_stride, *k2 = k1 + kv_stride, *k3 = k2 + kv_stride;
+            /* the cache rows are strided (kv_stride): fetch those 16 keys ahead (a decode step reads
+             * every layer's cache from DRAM once, latency-bound without this) */
+            if (t + ATT_PF < n_ctx)
+                for (int r = 0; r < 4; r++) prefetch_row(Kh + (int64_t)(t + ATT_PF + r) * kv_stride, hd);
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int i = 0; i < hd; i += 8) {
                 __m256 qv = _mm256_loadu_ps(qh + i);
@@ -95,6 +105,7 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
             for (t = 0; t < n_ctx; t++) {
                 __m256 p = _mm256_set1_ps(scratch[t]);
                 const float *v = Vh + (int64_t)t * kv_stride + i0;
+                if (t + ATT_PF < n_ctx) prefetch_row(v + (int64_t)ATT_PF * kv_stride, 64);
 #pragma GCC unroll 8
                 for (int r = 0; r < 8; r++) c[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v + 8 * r), c[r]);
             }

@@ -19,10 +19,15 @@
  * more lines are in flight): a 30-layer SmolLM2-shaped stream at 8 tokens went from 16 to 24 GB/s
  * (4 KiB/L1 vs 8 KiB/L2, 2 cores; 16 KiB and L1 hints measured lower or noisier). */
 #define PREFETCH_1 4096
+#ifndef PREFETCH_N
 #define PREFETCH_N 8192
+#endif
+#ifndef PREFETCH_N_HINT
+#define PREFETCH_N_HINT _MM_HINT_T2
+#endif
 #define PREFETCH_W(p, NB)                                                                          \
     ((NB) == 1 ? _mm_prefetch((const char *)(p) + PREFETCH_1, _MM_HINT_T0)                         \
-               : _mm_prefetch((const char *)(p) + PREFETCH_N, _MM_HINT_T2))
+               : _mm_prefetch((const char *)(p) + PREFETCH_N, PREFETCH_N_HINT))
 
 AVX2 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
