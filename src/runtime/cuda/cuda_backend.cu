@@ -572,9 +572,6 @@ static int xnorm_here(const lop_backend *be, int n, const float *pending) {
     return n <= k_gemv_max_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
 }
 
-/* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
- * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
- * bias still pending on the residual stream. */
 /* ---- small-batch decode as GEMV chains ---- */
 /* Products queued until a kernel boundary is needed (attention) or the chain is full. */
 typedef struct {
@@ -653,6 +650,9 @@ static lop_status run_layers_chained(lop_backend *be, int n) {
     return LOP_OK;
 }
 
+/* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
+ * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
+ * bias still pending on the residual stream. */
 static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
@@ -661,7 +661,6 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
     TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
     TRACE(be, PH_EMBED, PH_NORM);
-    *pending = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const cu_layer *L = &be->L[l];
         if (L->nh) {
