@@ -1,5 +1,5 @@
 # lop — build. `make` builds build/lop and build/liblop.a; `make test` runs the suite;
-# `make demo` fetches SmolLM2 and generates from it. Dependencies are Debian packages,
+# `make demo` runs the main job on SmolLM2 (scripts/demo.sh). Dependencies are Debian packages,
 # installed on demand by scripts/deps.sh (apt-get), so a fresh Debian machine needs nothing else.
 
 CC      ?= cc

@@ -41,8 +41,8 @@ static void test_linear(void **st) {
 }
 
 /* the decode kernels (AVX2; AVX-512 where present) against a double-precision product: every token
- * count 1..8, widths with and without vector tails, odd and even row counts (the AVX-512 kernel
- * takes rows in pairs) */
+ * count 1..8 and two larger ones (groups of 8, 4, 2, 1), widths with and without vector tails, odd
+ * and even row counts (the AVX-512 kernel takes rows in pairs) */
 static void test_skinny(void **st) {
     (void)st;
     if (!lop_cpu_skinny_available()) {
@@ -54,11 +54,13 @@ static void test_skinny(void **st) {
         if (isa == 2 && !lop_cpu_skinny_avx512_available()) continue;
         for (int s = 0; s < 5; s++) {
             int out = shapes[s][0], in = shapes[s][1];
-            float *W = malloc((size_t)out * in * 4), *X = malloc((size_t)8 * in * 4), *Y = malloc((size_t)8 * out * 4);
+            float *W = malloc((size_t)out * in * 4), *X = malloc((size_t)24 * in * 4), *Y = malloc((size_t)24 * out * 4);
             for (int i = 0; i < out * in; i++) W[i] = (float)((i * 7919) % 201 - 100) / 100.0f;
-            for (int i = 0; i < 8 * in; i++) X[i] = (float)((i * 104729) % 199 - 99) / 50.0f;
-            for (int n = 1; n <= 8; n++) {
-                memset(Y, 0, (size_t)8 * out * 4);
+            for (int i = 0; i < 24 * in; i++) X[i] = (float)((i * 104729) % 199 - 99) / 50.0f;
+            static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 15, 24};
+            for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
+                const int n = ns[t];
+                memset(Y, 0, (size_t)24 * out * 4);
                 lop_cpu_skinny_gemm_isa(Y, X, W, n, out, in, isa);
                 for (int b = 0; b < n; b++)
                     for (int j = 0; j < out; j++) {

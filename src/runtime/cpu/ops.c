@@ -18,7 +18,7 @@ void lop_cpu_rmsnorm(float *out, const float *x, const float *w, int n, int dim,
 }
 
 void lop_cpu_linear(float *Y, const float *X, const float *W, const float *bias, int n, int out, int in) {
-    if (n <= 8 && lop_cpu_skinny_available())
+    if (n <= LOP_SKINNY_MAX_N && lop_cpu_skinny_available())
         lop_cpu_skinny_gemm(Y, X, W, n, out, in);
     else if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, W, in, X, 1, 0.0f, Y, 1);
