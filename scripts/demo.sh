@@ -41,13 +41,14 @@ if [ -d "$data/austen" ]; then
     depth=$out/depth-bi-20 width=$out/width-flap-20
     prune depth "$depth" --depth 20% --criterion bi
     prune width "$width" --width 20% --method flap
+    labels="Original SmolLM2-135M,Width FLAP 20%,Depth BI 20%"
     real=1
 else
     echo "== no calibration text at $data/austen (set LOP_DATA): synthetic models of the pruned shapes"
     depth=synth:smollm2-135m:layers=22 width=synth:smollm2-135m:heads=6:ffn=1145
+    labels="Original SmolLM2-135M,Width 20% (synthetic),Depth 20% (synthetic)"
     real=0
 fi
-labels="Original SmolLM2-135M,Width FLAP 20%,Depth BI 20%"
 
 # ---- benchmark and figure
 bench() { # device extra-args...

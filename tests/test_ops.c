@@ -195,12 +195,69 @@ static void test_sampler(void **st) {
     free(work);
 }
 
+/* top-k by partial selection == the first k of a full sort: a 1000-token vocabulary with many exact
+ * ties (ids ascending break them), the k-th and (k+1)-th candidates tied; same draws as a reference
+ * that sorts everything */
+typedef struct ref_cand {
+    float logit;
+    int id;
+} ref_cand;
+static int ref_cmp(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
+}
+static int ref_sample(const float *logits, int n, float temp, int k, double top_p, lop_rng *rng) {
+    ref_cand *c = malloc((size_t)n * sizeof *c);
+    for (int i = 0; i < n; i++) c[i] = (ref_cand){logits[i] / temp, i};
+    qsort(c, n, sizeof *c, ref_cmp);
+    double mx = c[0].logit, sum = 0, cum = 0;
+    for (int i = 0; i < k; i++) sum += exp(c[i].logit - mx);
+    int m = k;
+    for (int i = 0; i < k; i++)
+        if ((cum += exp(c[i].logit - mx) / sum) >= top_p) {
+            m = i + 1;
+            break;
+        }
+    sum = 0;
+    for (int i = 0; i < m; i++) sum += exp(c[i].logit - mx);
+    double r = lop_rng_uniform(rng) * sum, acc = 0;
+    int t = c[m - 1].id;
+    for (int i = 0; i < m; i++)
+        if (r < (acc += exp(c[i].logit - mx))) {
+            t = c[i].id;
+            break;
+        }
+    free(c);
+    return t;
+}
+
+static void test_sampler_top_k_selection(void **st) {
+    (void)st;
+    enum { N = 1000 };
+    float logits[N], l[N];
+    for (int i = 0; i < N; i++) logits[i] = (float)((i * 37) % 23) * 0.25f; /* 23 distinct values, ~43 ties each */
+    void *work = malloc(lop_sample_work_size(N));
+    int ks[3] = {50, 43, 44}; /* 43 or 44 cut inside a run of ties */
+    for (int c = 0; c < 3; c++) {
+        lop_sampling sp = {0.8f, ks[c], 0.9f, 0};
+        lop_rng a, b;
+        lop_rng_seed(&a, 7, (uint64_t)c);
+        lop_rng_seed(&b, 7, (uint64_t)c);
+        for (int i = 0; i < 300; i++) {
+            memcpy(l, logits, sizeof l);
+            assert_int_equal(lop_sample(l, N, &sp, &a, work), ref_sample(logits, N, 0.8f, ks[c], 0.9, &b));
+        }
+    }
+    free(work);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm),       cmocka_unit_test(test_linear), cmocka_unit_test(test_skinny),
         cmocka_unit_test(test_rope_rotate_half), cmocka_unit_test(test_rope_llama3),
         cmocka_unit_test(test_attention_gqa), cmocka_unit_test(test_swiglu),
-        cmocka_unit_test(test_sampler),
+        cmocka_unit_test(test_sampler), cmocka_unit_test(test_sampler_top_k_selection),
     };
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

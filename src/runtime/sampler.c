@@ -35,16 +35,44 @@ static int cmp_desc(const void *a, const void *b) {
 
 size_t lop_sample_work_size(int n) { return (size_t)n * sizeof(cand); }
 
+/* h[0..k) is a heap whose root is the candidate that ranks last (cmp_desc order) */
+static void sift_down(cand *h, int k, int p) {
+    for (;;) {
+        int l = 2 * p + 1, r = l + 1, w = p;
+        if (l < k && cmp_desc(&h[l], &h[w]) > 0) w = l;
+        if (r < k && cmp_desc(&h[r], &h[w]) > 0) w = r;
+        if (w == p) return;
+        cand t = h[p];
+        h[p] = h[w], h[w] = t;
+        p = w;
+    }
+}
+
+/* c[0..k) = the k candidates that rank first (logit descending, id ascending), in that order: the
+ * same as the first k of a full sort, at ~n comparisons instead of n log n (a 49k-token vocabulary,
+ * k = 50: microseconds instead of milliseconds a token) */
+static void top_k_sorted(const float *logits, int n, float t, int k, cand *c) {
+    for (int i = 0; i < k; i++) c[i] = (cand){logits[i] / t, i};
+    for (int p = k / 2 - 1; p >= 0; p--) sift_down(c, k, p);
+    for (int i = k; i < n; i++) {
+        cand x = {logits[i] / t, i};
+        if (cmp_desc(&x, &c[0]) < 0) {
+            c[0] = x;
+            sift_down(c, k, 0);
+        }
+    }
+    qsort(c, k, sizeof *c, cmp_desc);
+}
+
 int lop_sample(float *logits, int n, const lop_sampling *s, lop_rng *rng, void *work) {
     if (s->temperature <= 0) return lop_argmax(logits, n);
     cand *c = work;
     int m = n;
-    for (int i = 0; i < n; i++) c[i] = (cand){logits[i] / s->temperature, i};
     if (s->top_k > 0 && s->top_k < n) {
-        /* partial selection would do; a full sort keeps it simple and exact on ties */
-        qsort(c, n, sizeof *c, cmp_desc);
         m = s->top_k;
+        top_k_sorted(logits, n, s->temperature, m, c);
     } else {
+        for (int i = 0; i < n; i++) c[i] = (cand){logits[i] / s->temperature, i};
         qsort(c, n, sizeof *c, cmp_desc);
     }
     double mx = c[0].logit, sum = 0;
