@@ -55,8 +55,8 @@ static void test_skinny(void **st) {
         for (int s = 0; s < 5; s++) {
             int out = shapes[s][0], in = shapes[s][1];
             float *W = malloc((size_t)out * in * 4), *X = malloc((size_t)24 * in * 4), *Y = malloc((size_t)24 * out * 4);
-            for (int i = 0; i < out * in; i++) W[i] = (float)((i * 7919) % 201 - 100) / 100.0f;
-            for (int i = 0; i < 24 * in; i++) X[i] = (float)((i * 104729) % 199 - 99) / 50.0f;
+            for (int i = 0; i < out * in; i++) W[i] = (float)((int)((unsigned)i * 7919u % 201u) - 100) / 100.0f;
+            for (int i = 0; i < 24 * in; i++) X[i] = (float)((int)((unsigned)i * 104729u % 199u) - 99) / 50.0f;
             static const int ns[] = {1, 2, 3, 4, 5, 6, 7, 8, 15, 24};
             for (size_t t = 0; t < sizeof ns / sizeof ns[0]; t++) {
                 const int n = ns[t];
