@@ -28,7 +28,7 @@ static cJSON *score_array(const double *s, int n) {
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
-static cJSON *calibration(const lop_calib *cal, const char *path) {
+cJSON *lop_calib_report(const lop_calib *cal, const char *path) {
     cJSON *c = cJSON_CreateObject();
     if (!cal) {
         cJSON_AddStringToObject(c, "source", "none (magnitude needs no data)");
@@ -136,7 +136,7 @@ cJSON *lop_depth_report(const lop_model *m, const lop_depth_opts *o, const char 
     cJSON_AddNumberToObject(p, "after", (double)r->params_after);
     cJSON_AddNumberToObject(p, "removed", (double)(r->params_before - r->params_after));
     cJSON_AddNumberToObject(p, "removed_fraction", (double)(r->params_before - r->params_after) / r->params_before);
-    cJSON_AddItemToObject(j, "calibration", calibration(cal, calib_path));
+    cJSON_AddItemToObject(j, "calibration", lop_calib_report(cal, calib_path));
     cJSON *t = cJSON_AddObjectToObject(j, "timing");
     cJSON_AddNumberToObject(t, "scoring_seconds", r->seconds);
     cJSON_AddNumberToObject(t, "rounds", r->n_rounds);

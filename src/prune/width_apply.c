@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "model/synth.h"
+#include "prune/report.h"
 #include "prune/width.h"
 #include "train/train.h"
 
@@ -211,23 +212,7 @@ cJSON *lop_width_report(const lop_model *m, const lop_model *pruned, const lop_w
     cJSON_AddNumberToObject(pp, "before", (double)p->params_before);
     cJSON_AddNumberToObject(pp, "after", (double)after);
     cJSON_AddNumberToObject(pp, "removed_fraction", (double)(p->params_before - after) / p->params_before);
-    cJSON *c = cJSON_AddObjectToObject(j, "calibration");
-    if (cal) {
-        cJSON_AddStringToObject(c, "source", cal->random_ids ? "random token ids" : calib_path);
-        cJSON_AddNumberToObject(c, "n_samples", cal->n_samples);
-        cJSON_AddNumberToObject(c, "seq_len", cal->seq_len);
-        cJSON_AddNumberToObject(c, "seed", (double)cal->seed);
-        cJSON *sm = cJSON_AddArrayToObject(c, "samples");
-        for (int k = 0; k < cal->n_samples; k++) {
-            cJSON *e = cJSON_CreateObject();
-            if (cal->samples[k].file >= 0) cJSON_AddNumberToObject(e, "file", cal->samples[k].file);
-            cJSON_AddNumberToObject(e, "token_offset", (double)cal->samples[k].offset);
-            cJSON *ids = cJSON_AddArrayToObject(e, "ids");
-            for (int t = 0; t < cal->seq_len; t++)
-                cJSON_AddItemToArray(ids, cJSON_CreateNumber(cal->tokens[(size_t)k * cal->seq_len + t]));
-            cJSON_AddItemToArray(sm, e);
-        }
-    } else cJSON_AddStringToObject(c, "source", "none (magnitude needs no data)");
+    cJSON_AddItemToObject(j, "calibration", lop_calib_report(cal, calib_path));
     cJSON_AddNumberToObject(cJSON_AddObjectToObject(j, "timing"), "scoring_seconds", p->seconds);
     return j;
 }
