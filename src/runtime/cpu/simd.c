@@ -46,6 +46,33 @@ AVX2 static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
+/* max of x[0..n) */
+AVX2 static inline float max8(const float *x, int n) {
+    int t = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; t + 8 <= n; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + t));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    float mx = _mm_cvtss_f32(m4);
+    for (; t < n; t++) mx = x[t] > mx ? x[t] : mx;
+    return mx;
+}
+
+/* x[t] = exp(x[t] - mx) in place; returns their sum (float terms, double sum) */
+AVX2 static inline double exp_shifted(float *x, int n, float mx) {
+    int t = 0;
+    __m256 vmx = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
+    for (; t + 8 <= n; t += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + t), vmx));
+        _mm256_storeu_ps(x + t, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    double sum = hsum(vsum);
+    for (; t < n; t++) sum += x[t] = expf(x[t] - mx);
+    return sum;
+}
+
 #define ATT_PF 16 /* keys ahead */
 /* the n floats at p on their way to L1, one prefetch per 64-byte line */
 static inline void prefetch_row(const float *p, int n) {
@@ -83,18 +110,8 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
             for (int i = 0; i < hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(k0 + i), a0);
             scratch[t] = hsum(a0) * scale;
         }
-        /* softmax */
-        float mx = -INFINITY;
-        for (t = 0; t < n_ctx; t++) mx = scratch[t] > mx ? scratch[t] : mx;
-        __m256 vmx = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
-        for (t = 0; t + 8 <= n_ctx; t += 8) {
-            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(scratch + t), vmx));
-            _mm256_storeu_ps(scratch + t, e);
-            vsum = _mm256_add_ps(vsum, e);
-        }
-        double sum = hsum(vsum);
-        for (; t < n_ctx; t++) sum += scratch[t] = expf(scratch[t] - mx);
-        float inv = (float)(1.0 / sum);
+        /* softmax (normalised below, with the values) */
+        float inv = (float)(1.0 / exp_shifted(scratch, n_ctx, max8(scratch, n_ctx)));
         /* out = sum_t p_t V[t]: 64 output floats (8 registers) per pass over the values */
         float *o = out + (int64_t)h * hd;
         int i0 = 0;
@@ -146,22 +163,8 @@ AVX2 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) {
 }
 
 AVX2 void lop_cpu_softmax_avx2(float *x, int n) {
-    int t = 0;
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    for (; t + 8 <= n; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + t));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    float mx = _mm_cvtss_f32(m4);
-    for (; t < n; t++) mx = x[t] > mx ? x[t] : mx;
-    __m256 vmx = _mm256_set1_ps(mx), vsum = _mm256_setzero_ps();
-    for (t = 0; t + 8 <= n; t += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + t), vmx));
-        _mm256_storeu_ps(x + t, e);
-        vsum = _mm256_add_ps(vsum, e);
-    }
-    double sum = hsum(vsum);
-    for (; t < n; t++) sum += x[t] = expf(x[t] - mx);
+    int t;
+    double sum = exp_shifted(x, n, max8(x, n));
     __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
     for (t = 0; t + 8 <= n; t += 8) _mm256_storeu_ps(x + t, _mm256_mul_ps(_mm256_loadu_ps(x + t), inv));
     for (; t < n; t++) x[t] *= (float)(1.0 / sum);
