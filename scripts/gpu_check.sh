@@ -3,7 +3,7 @@
 # Debian -dev packages carried as .deb files (that machine has nvcc, torch and transformers but none of
 # our packages and no network), run the CUDA tests, the HF-transformers parity on full-size shapes,
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test parity bench hf
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench hf (train: the CUDA trainer and bench/prune_gpu.sh)
 # Write the commit to an ignored file COMMIT (git rev-parse --short HEAD > COMMIT) and carry it: the
 # records and the binary's embedded commit then name it.
 # Test the build stage on a machine without a GPU first: it needs only nvcc and the .deb files.
@@ -90,6 +90,15 @@ if has test; then
     echo "smollm2-shape greedy cuda: $g"; echo "smollm2-shape greedy cpu:  $c"
     [ "$g" = "$c" ] && echo "smollm2-shape greedy: identical 32 tokens" || echo "smollm2-shape greedy: DIFFERENT"
     stamp "tests done"
+fi
+
+if has train; then # the CUDA trainer against the CPU one, then the pruning criteria on a 7B model
+    stamp "trainer"
+    timeout 120 "$BUILD/tests/test_train_cuda" > "$OUT/test_train_cuda.log" 2>&1
+    echo "test_train_cuda exit $?"
+    grep -E "PASSED|FAILED|SKIPPED|^  |error" "$OUT/test_train_cuda.log" | tail -40
+    timeout 360 env LOP="$BUILD/lop" OUT="$OUT" bench/prune_gpu.sh; echo "prune_gpu exit $?"
+    stamp "trainer done"
 fi
 
 if has bench; then

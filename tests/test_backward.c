@@ -21,67 +21,18 @@
 #include "model/synth.h"
 #include "ref_double.h"
 #include "tiny_model.h"
+#include "train_families.h"
 #include "train/train.h"
-
-typedef struct family {
-    const char *name;
-    int vocab, dim, n_layers, tie;
-    tiny_layer layers[4];
-    int llama3, gate_up_bias;
-} family;
-
-static const family FAMILIES[] = {
-    {"mha_all_biases", 37, 16, 2, 0, {{4, 4, 4, 24, 1, 1, 1}, {4, 4, 4, 24, 1, 1, 1}}, 0, 1},
-    {"gqa_tied", 41, 16, 2, 1, {{4, 2, 8, 20, 0, 0, 0}, {4, 1, 4, 12, 0, 1, 0}}, 0, 0},
-    {"hetero", 33, 12, 4, 0, {{3, 1, 4, 16, 1, 0, 0}, {0, 0, 4, 20, 0, 1, 0}, {2, 2, 6, 0, 0, 0, 0},
-                              {2, 1, 4, 8, 0, 0, 0}}, 0, 0},
-    {"llama3_rope", 29, 16, 2, 1, {{2, 1, 8, 16, 0, 0, 0}, {2, 2, 8, 16, 0, 0, 0}}, 1, 0},
-};
-#define N_FAMILIES ((int)(sizeof FAMILIES / sizeof FAMILIES[0]))
-
-static lop_model *make(const family *f, uint64_t seed) {
-    lop_model *m = tiny_model(f->vocab, f->dim, f->n_layers, f->layers, f->tie, seed);
-    assert_non_null(m);
-    for (int l = 0; f->gate_up_bias && l < m->cfg.n_layers; l++) { /* tiny_model has no gate/up biases */
-        lop_tensor *b[2] = {&m->w.layers[l].b_gate, &m->w.layers[l].b_up};
-        int F = m->cfg.layers[l].ffn_dim;
-        for (int k = 0; k < 2; k++) {
-            float *d = lop_model_malloc(m, (size_t)F * sizeof(float), "bias");
-            for (int i = 0; i < F; i++) d[i] = lop_synth_value(seed, 500 + l * 2 + k, i, 0.2f);
-            *b[k] = (lop_tensor){LOP_F32, 1, {F, 1}, d, 1};
-        }
-    }
-    if (f->llama3) m->cfg.rope_scaling = (lop_rope_scaling){LOP_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 16};
-    m->cfg.rope_theta = f->llama3 ? 500000.0f : 10000.0f;
-    return m;
-}
-
-static void tokens_for(int32_t *tok, int n, int vocab, uint64_t seed) {
-    for (int i = 0; i < n; i++) tok[i] = (int32_t)(lop_splitmix64(seed + (uint64_t)i) % (uint64_t)vocab);
-}
-
-/* every present tensor of the model, global ones first */
-static int all_params(const lop_model *m, lop_param_id *ids) {
-    int n = 0;
-    for (int g = 0; g < LOP_GF_COUNT; g++) {
-        if (g == LOP_GF_LM_HEAD && m->cfg.tie_embeddings) continue;
-        ids[n++] = (lop_param_id){-1, g};
-    }
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int f = 0; f < LOP_LF_COUNT; f++)
-            if (lop_layer_tensor_c(&m->w.layers[l], f)->present) ids[n++] = (lop_param_id){l, f};
-    return n;
-}
 
 enum { NSEQ = 2, SEQ = 7, FIRST = 2 };
 
 /* ---- loss: trainer = engine = float64 ----------------------------------------------------- */
 static void test_loss_matches_engine(void **st) {
     (void)st;
-    for (int fi = 0; fi < N_FAMILIES; fi++) {
-        lop_model *m = make(&FAMILIES[fi], 11 + fi);
+    for (int fi = 0; fi < N_TRAIN_FAMILIES; fi++) {
+        lop_model *m = train_family_make(&TRAIN_FAMILIES[fi], 11 + fi);
         int32_t tok[NSEQ * SEQ];
-        tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, 100 + fi);
+        train_tokens(tok, NSEQ * SEQ, m->cfg.vocab_size, 100 + fi);
         lop_trainer *t;
         lop_trainer_opts to = {.max_tokens = 64, .n_threads = 1};
         assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
@@ -99,7 +50,7 @@ static void test_loss_matches_engine(void **st) {
         double eng = -(sc[0].logprob + sc[1].logprob);
         dref *d = dref_new(m);
         double ref = dref_loss(d, tok, NSEQ, SEQ, FIRST, NULL);
-        printf("  %-16s loss trainer %.9f engine %.9f float64 %.9f\n", FAMILIES[fi].name, nll, eng, ref);
+        printf("  %-16s loss trainer %.9f engine %.9f float64 %.9f\n", TRAIN_FAMILIES[fi].name, nll, eng, ref);
         assert_true(fabs(nll - eng) <= 1e-5 * fabs(eng));
         assert_true(fabs(nll - ref) <= 1e-5 * fabs(ref));
         /* backward reports the same loss */
@@ -117,10 +68,10 @@ static void test_loss_matches_engine(void **st) {
 /* ---- gradients against float64 finite differences ----------------------------------------- */
 /* Checks every gradient of model family fi (with skip mask) and returns the worst relative errors:
  * err[0] directional (|sum g r - fd| / sum |g r|), err[1] elementwise (|g - fd| / max |g|). */
-static void check_grads(const family *f, uint64_t seed, const uint8_t *skip, double err[2]) {
-    lop_model *m = make(f, seed);
+static void check_grads(const train_family *f, uint64_t seed, const uint8_t *skip, double err[2]) {
+    lop_model *m = train_family_make(f, seed);
     int32_t tok[NSEQ * SEQ];
-    tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, seed * 7);
+    train_tokens(tok, NSEQ * SEQ, m->cfg.vocab_size, seed * 7);
     lop_trainer *t;
     lop_trainer_opts to = {.max_tokens = 64, .n_threads = 2};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
@@ -133,7 +84,7 @@ static void check_grads(const family *f, uint64_t seed, const uint8_t *skip, dou
     assert_int_equal(lop_trainer_backward(t, tok + SEQ, 1, SEQ, FIRST, 1.0, &sink, NULL, NULL), LOP_OK);
     dref *d = dref_new(m);
     lop_param_id ids[128];
-    int np = all_params(m, ids);
+    int np = train_all_params(m, ids);
     err[0] = err[1] = 0;
     for (int k = 0; k < np; k++) {
         const lop_tensor *tt = lop_param_tensor(m, ids[k]);
@@ -197,10 +148,10 @@ static void check_grads(const family *f, uint64_t seed, const uint8_t *skip, dou
 
 static void test_grads_vs_float64_fd(void **st) {
     (void)st;
-    for (int fi = 0; fi < N_FAMILIES; fi++) {
+    for (int fi = 0; fi < N_TRAIN_FAMILIES; fi++) {
         double err[2];
-        check_grads(&FAMILIES[fi], 21 + fi, NULL, err);
-        printf("  %-16s every tensor: directional rel. error %.1e, elementwise (/max|g|) %.1e\n", FAMILIES[fi].name,
+        check_grads(&TRAIN_FAMILIES[fi], 21 + fi, NULL, err);
+        printf("  %-16s every tensor: directional rel. error %.1e, elementwise (/max|g|) %.1e\n", TRAIN_FAMILIES[fi].name,
                err[0], err[1]);
     }
 }
@@ -210,19 +161,19 @@ static void test_grads_with_skipped_modules(void **st) {
     uint8_t skip_hetero[4] = {LOP_SKIP_FFN, 0, LOP_SKIP_ATTN, LOP_SKIP_ATTN | LOP_SKIP_FFN};
     uint8_t skip_mha[2] = {LOP_SKIP_ATTN, 0};
     double err[2];
-    check_grads(&FAMILIES[2], 5, skip_hetero, err);
+    check_grads(&TRAIN_FAMILIES[2], 5, skip_hetero, err);
     printf("  hetero, skipping modules: directional %.1e, elementwise %.1e\n", err[0], err[1]);
-    check_grads(&FAMILIES[0], 6, skip_mha, err);
+    check_grads(&TRAIN_FAMILIES[0], 6, skip_mha, err);
     printf("  mha, attention 0 skipped: directional %.1e, elementwise %.1e\n", err[0], err[1]);
 }
 
 /* ---- the trainer's own fp32 loss -------------------------------------------------------- */
 static void test_grads_vs_fp32_fd(void **st) {
     (void)st;
-    const family *f = &FAMILIES[0];
-    lop_model *m = make(f, 3);
+    const train_family *f = &TRAIN_FAMILIES[0];
+    lop_model *m = train_family_make(f, 3);
     int32_t tok[NSEQ * SEQ];
-    tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, 3);
+    train_tokens(tok, NSEQ * SEQ, m->cfg.vocab_size, 3);
     lop_trainer *t;
     lop_trainer_opts to = {.max_tokens = 64, .n_threads = 1};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);
@@ -231,7 +182,7 @@ static void test_grads_vs_fp32_fd(void **st) {
     lop_grad_sink sink = lop_grad_store_sink(gs);
     assert_int_equal(lop_trainer_backward(t, tok, NSEQ, SEQ, FIRST, 1.0, &sink, NULL, NULL), LOP_OK);
     lop_param_id ids[64];
-    int np = all_params(m, ids);
+    int np = train_all_params(m, ids);
     double worst = 0;
     for (int k = 0; k < np; k++) {
         const lop_tensor *tt = lop_param_tensor(m, ids[k]);
@@ -265,10 +216,10 @@ static void test_grads_vs_fp32_fd(void **st) {
 /* ---- the Taylor sink -------------------------------------------------------------------- */
 static void test_wgrad_sink(void **st) {
     (void)st;
-    const family *f = &FAMILIES[1];
-    lop_model *m = make(f, 8);
+    const train_family *f = &TRAIN_FAMILIES[1];
+    lop_model *m = train_family_make(f, 8);
     int32_t tok[NSEQ * SEQ];
-    tokens_for(tok, NSEQ * SEQ, m->cfg.vocab_size, 8);
+    train_tokens(tok, NSEQ * SEQ, m->cfg.vocab_size, 8);
     lop_trainer *t;
     assert_int_equal(lop_trainer_create(m, NULL, &t), LOP_OK);
     lop_grad_store *gs;
@@ -282,7 +233,7 @@ static void test_wgrad_sink(void **st) {
     for (int s = 0; s < NSEQ; s++)
         assert_int_equal(lop_trainer_backward(t, tok + s * SEQ, 1, SEQ, 1, 0.5, &s2, NULL, NULL), LOP_OK);
     lop_param_id ids[64];
-    int np = all_params(m, ids);
+    int np = train_all_params(m, ids);
     for (int k = 0; k < np; k++) {
         const lop_tensor *tt = lop_param_tensor(m, ids[k]);
         const float *w = tt->data, *g = lop_grad_store_get(gs, ids[k]);
@@ -305,7 +256,7 @@ static void test_wgrad_sink(void **st) {
 
 static void test_bad_arguments(void **st) {
     (void)st;
-    lop_model *m = make(&FAMILIES[0], 1);
+    lop_model *m = train_family_make(&TRAIN_FAMILIES[0], 1);
     lop_trainer *t;
     lop_trainer_opts to = {.max_tokens = 16, .n_threads = 1};
     assert_int_equal(lop_trainer_create(m, &to, &t), LOP_OK);

@@ -82,6 +82,8 @@ static void test_prune_errors(void **st) {
     assert_int_equal(lop("prune tests/fixtures/hf/mha --depth lots -o /tmp/x"), 2);
     expect_in("bad pruning target 'lots'");
     assert_int_equal(lop("prune tests/fixtures/hf/mha --depth 1 --samples x -o /tmp/x"), 2);
+    assert_int_equal(lop("prune tests/fixtures/hf/mha --depth 1 --device tpu -o /tmp/x"), 2);
+    expect_in("--device must be cpu or cuda");
     /* more blocks than the model has, or than the + rule allows */
     assert_int_equal(lop("prune tests/fixtures/hf/mha --depth 9 --no-plus --criterion magnitude --dry-run"), 1);
     expect_in("cannot remove 9 block units: the model has 2 that may be removed");
@@ -94,6 +96,9 @@ static void test_prune_errors(void **st) {
     snprintf(args, sizeof args, "prune tests/fixtures/hf/mha --depth 1 --no-plus --calib %s/none.txt --dry-run", g_tmp);
     assert_int_equal(lop(args), 1);
     expect_in("none.txt: calibration text not found");
+    /* magnitude on a synthetic model reads weights made on demand (it crashed before they were) */
+    assert_int_equal(lop("prune synth:smollm2-135m:layers=7 --depth 1 --criterion magnitude --dry-run"), 0);
+    expect_in("removed 1 block unit");
     assert_int_equal(lop("prune --help"), 0);
     expect_in("--iterative");
 }

@@ -50,6 +50,8 @@ static void help(void) {
            "  --seq-len N          tokens per sample (default 128)\n"
            "  --seed N             sampling seed (default 0)\n"
            "  --threads N          CPU threads (default: all cores)\n"
+           "  --device D           cpu (default) | cuda: where the criterion's forward / backward runs\n"
+           "                       (fp32 either way; CUDA holds fp32 weights: 27 GB for a 7B model)\n"
            "  --dry-run            score and report only; write nothing (-o not needed)\n"
            "  -o, --out OUTDIR     output directory (must not exist, or be empty; never the input's)\n\n"
            "OUTDIR receives config.json, the safetensors (sharded like the input), the tokenizer files\n"
@@ -146,6 +148,7 @@ int cmd_prune(int argc, char **argv) {
         {"width", required_argument, 0, 'W'},  {"method", required_argument, 0, 'm'},
         {"gqa", required_argument, 0, 'G'},    {"round", required_argument, 0, 'R'},
         {"layers", required_argument, 0, 'Y'}, {"export-padded", no_argument, 0, 'X'},
+        {"device", required_argument, 0, 'd'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *depth = NULL, *calib_arg = NULL, *out = NULL;
     lop_depth_opts o = {.criterion = LOP_CRIT_TAYLOR, .unit = LOP_UNIT_BLOCK};
@@ -187,6 +190,11 @@ int cmd_prune(int argc, char **argv) {
                 return cli_usage_error("prune", "--layers expects A:B with 0 <= A < B (blocks A..B-1)");
             break;
         case 'X': padded = 1; break;
+        case 'd':
+            if (!strcmp(optarg, "cpu")) o.scorer.device = LOP_DEVICE_CPU;
+            else if (!strcmp(optarg, "cuda")) o.scorer.device = LOP_DEVICE_CUDA;
+            else return cli_usage_error("prune", "--device must be cpu or cuda");
+            break;
         case 'h': help(); return 0;
         default: return cli_usage_error("prune", "unknown option");
         }
@@ -196,6 +204,7 @@ int cmd_prune(int argc, char **argv) {
     if (depth && width) return cli_usage_error("prune", "--depth and --width cannot be combined");
     if (width) {
         wo.n_threads = o.scorer.n_threads;
+        wo.device = o.scorer.device;
         if (!out && !dry) return cli_usage_error("prune", "-o OUTDIR is required (or --dry-run)");
         if (wo.round != 1 && wo.round != 8 && wo.round != 64 && wo.round != 128)
             return cli_usage_error("prune", "--round expects 1, 8, 64 or 128");

@@ -85,13 +85,15 @@ lop_status lop_scorer_new(lop_model *m, const lop_calib *cal, const lop_scorer_o
     if (!s) return lop_fail(LOP_ERR_OOM, "out of memory");
     s->m = m;
     s->cal = cal;
-    s->bwd_samples = o->bwd_samples > 0 ? o->bwd_samples : (512 / cal->seq_len > 0 ? 512 / cal->seq_len : 1);
+    int bwd_default = o->device == LOP_DEVICE_CUDA ? cal->n_samples : 512 / cal->seq_len > 0 ? 512 / cal->seq_len : 1;
+    s->bwd_samples = o->bwd_samples > 0 ? o->bwd_samples : bwd_default;
     if (s->bwd_samples > cal->n_samples) s->bwd_samples = cal->n_samples;
     s->fwd_samples = o->fwd_samples > 0 ? o->fwd_samples : (4096 / cal->seq_len > 0 ? 4096 / cal->seq_len : 1);
     if (s->fwd_samples < s->bwd_samples) s->fwd_samples = s->bwd_samples;
     if (s->fwd_samples > cal->n_samples) s->fwd_samples = cal->n_samples;
     int total = s->fwd_samples * cal->seq_len;
-    lop_trainer_opts to = {.max_tokens = total, .max_bwd_tokens = s->bwd_samples * cal->seq_len, .n_threads = o->n_threads};
+    lop_trainer_opts to = {.max_tokens = total, .max_bwd_tokens = s->bwd_samples * cal->seq_len, .n_threads = o->n_threads,
+                           .device = o->device};
     lop_status st = lop_trainer_create(m, &to, &s->t);
     size_t bytes = (size_t)total * m->cfg.dim * sizeof(float);
     if (st == LOP_OK) {

@@ -43,6 +43,7 @@ typedef struct lop_scorer_opts {
     int bwd_samples; /* calibration samples per backward call (Taylor); 0 = as many as fit 512 tokens */
     int fwd_samples; /* samples per forward call (PPL, BI); 0 = as many as fit 4096 tokens. Memory
                         scales with these, not with the calibration size */
+    lop_device device; /* where the trainer runs; on CUDA one backward call takes every sample by default */
 } lop_scorer_opts;
 
 /* Binds model and calibration (both must outlive the scorer). */

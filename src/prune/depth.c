@@ -139,7 +139,10 @@ lop_status lop_depth_plan(lop_model *m, const lop_calib *cal, const lop_depth_op
     int L = m->cfg.n_layers;
     if (!cal && o->criterion != LOP_CRIT_MAGNITUDE)
         return lop_fail(LOP_ERR_ARG, "criterion %s needs calibration data", lop_criterion_name(o->criterion));
-    lop_status st = alloc_result(r, L, o->iterative ? 2 * L + 1 : 1);
+    /* magnitude reads the weights directly (the other criteria materialise through the trainer) */
+    lop_status st = m->synthetic ? lop_synth_materialize(m) : LOP_OK;
+    if (st == LOP_OK && !m->weights_loaded) st = lop_fail(LOP_ERR_ARG, "%s: weights not loaded", m->source);
+    if (st == LOP_OK) st = alloc_result(r, L, o->iterative ? 2 * L + 1 : 1);
     if (st != LOP_OK) {
         lop_depth_result_free(r);
         return st;

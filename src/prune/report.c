@@ -140,5 +140,6 @@ cJSON *lop_depth_report(const lop_model *m, const lop_depth_opts *o, const char 
     cJSON *t = cJSON_AddObjectToObject(j, "timing");
     cJSON_AddNumberToObject(t, "scoring_seconds", r->seconds);
     cJSON_AddNumberToObject(t, "rounds", r->n_rounds);
+    cJSON_AddStringToObject(t, "device", o->scorer.device == LOP_DEVICE_CUDA ? "cuda" : "cpu");
     return j;
 }

@@ -4,6 +4,7 @@
  * output, so the trainer runs the unpruned weights and we subtract; nothing is copied or rebuilt. */
 #include "prune/width.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +129,18 @@ static float *group_w(const lop_model *m, int l, int field, const lop_grad_store
     return w;
 }
 
+/* W [rows][cols] -> [cols][rows], in blocks: walking a column of a wide matrix misses the cache on
+ * every element, which on a 7B model's projections costs seconds per layer */
+static float *transposed(const float *W, int rows, int cols) {
+    float *t = W ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
+    if (!t) return NULL;
+    for (int r0 = 0; r0 < rows; r0 += 32)
+        for (int c0 = 0; c0 < cols; c0 += 32)
+            for (int r = r0; r < rows && r < r0 + 32; r++)
+                for (int c = c0; c < cols && c < c0 + 32; c++) t[(size_t)c * rows + r] = W[(size_t)r * cols + c];
+    return t;
+}
+
 static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs, const lop_grad_store *gs) {
     const lop_layer_shape *s = &m->cfg.layers[l];
     int D = m->cfg.dim;
@@ -155,22 +168,28 @@ static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *h
     if (st == LOP_OK && s->ffn_dim) {
         int f = s->ffn_dim;
         float *gt = group_w(m, l, LOP_LF_w_gate, gs), *up = group_w(m, l, LOP_LF_w_up, gs), *dn = group_w(m, l, LOP_LF_w_down, gs);
-        if (!gt || !up || !dn) st = LOP_ERR_OOM;
+        float *dnT = transposed(dn, D, f); /* [f][D]: channel c's down_proj column as a row */
+        if (!gt || !up || !dnT) st = lop_fail(LOP_ERR_OOM, "out of memory");
         for (int c = 0; st == LOP_OK && c < f; c++) {
             double a = 0;
-            for (int i = 0; i < D; i++) a += fabs(gt[(size_t)c * D + i]) + fabs(up[(size_t)c * D + i]) + fabs(dn[(size_t)i * f + c]);
+            for (int i = 0; i < D; i++) a += fabs(gt[(size_t)c * D + i]) + fabs(up[(size_t)c * D + i]) + fabs(dnT[(size_t)c * D + i]);
             cs[c] = a;
         }
-        free(gt), free(up), free(dn);
+        free(gt), free(up), free(dn), free(dnT);
     }
     return st;
 }
 
 /* per input channel of W [D][in] with calibration inputs X [n][in]: wanda-sp or flap channel scores;
  * mean[in] receives the channel means (flap) */
-static void channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n, double *out,
-                           double *mean) {
+static lop_status channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n,
+                                 double *out, double *mean) {
     double *s1 = calloc((size_t)in, sizeof(double)), *s2 = calloc((size_t)in, sizeof(double));
+    float *WT = transposed(W, D, in); /* [in][D]: column j of W as a row */
+    if (!s1 || !s2 || !WT) {
+        free(s1), free(s2), free(WT);
+        return lop_fail(LOP_ERR_OOM, "out of memory");
+    }
     for (int t = 0; t < n; t++)
         for (int j = 0; j < in; j++) {
             double x = X[(size_t)t * in + j];
@@ -180,7 +199,7 @@ static void channel_scores(lop_width_method meth, const float *W, int D, int in,
     for (int j = 0; j < in; j++) {
         double wa = 0, w2 = 0;
         for (int i = 0; i < D; i++) {
-            double w = W[(size_t)i * in + j];
+            double w = WT[(size_t)j * D + i];
             wa += fabs(w);
             w2 += w * w;
         }
@@ -193,18 +212,31 @@ static void channel_scores(lop_width_method meth, const float *W, int D, int in,
     }
     free(s1);
     free(s2);
+    free(WT);
+    return LOP_OK;
 }
 
-/* x -= W[:, j] * X[:, j] for every removed channel j (drop[j] = 1): the pruned module's output */
-static void subtract_removed(float *x, const float *W, int D, int in, const float *X, int n, const uint8_t *drop) {
-    for (int j = 0; j < in; j++) {
-        if (!drop[j]) continue;
-        for (int t = 0; t < n; t++) {
-            float a = X[(size_t)t * in + j];
-            float *xr = x + (size_t)t * D;
-            for (int i = 0; i < D; i++) xr[i] -= W[(size_t)i * in + j] * a;
-        }
+/* x -= W[:, j] * X[:, j] for every removed channel j (drop[j] = 1): the pruned module's output.
+ * One product of the gathered columns (x -= Xd Wd^T), not a loop per channel: a 7B FFN drops
+ * thousands of channels over thousands of calibration tokens. */
+static lop_status subtract_removed(float *x, const float *W, int D, int in, const float *X, int n, const uint8_t *drop) {
+    int nd = 0;
+    for (int j = 0; j < in; j++) nd += drop[j] != 0;
+    if (!nd) return LOP_OK;
+    float *Xd = malloc((size_t)n * nd * sizeof(float)), *Wd = malloc((size_t)D * nd * sizeof(float));
+    if (!Xd || !Wd) {
+        free(Xd), free(Wd);
+        return lop_fail(LOP_ERR_OOM, "out of memory");
     }
+    for (int t = 0; t < n; t++)
+        for (int j = 0, k = 0; j < in; j++)
+            if (drop[j]) Xd[(size_t)t * nd + k++] = X[(size_t)t * in + j];
+    for (int i = 0; i < D; i++)
+        for (int j = 0, k = 0; j < in; j++)
+            if (drop[j]) Wd[(size_t)i * nd + k++] = W[(size_t)i * in + j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, D, nd, -1.0f, Xd, nd, Wd, nd, 1.0f, x, D);
+    free(Xd), free(Wd);
+    return LOP_OK;
 }
 
 static void standardise(double *v, int n) {
@@ -297,17 +329,21 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     double **mean_o = NULL, **mean_d = NULL;
     int ns = cal ? cal->n_samples : 0, T = cal ? cal->seq_len : 0, n = ns * T;
     lop_grad_store *gs = NULL;
-    if (o->method == LOP_WM_LLM_PRUNER) { /* gradients of the mean calibration NLL, one sample per call */
-        lop_trainer_opts to = {.max_tokens = T, .n_threads = o->n_threads};
+    if (o->method == LOP_WM_LLM_PRUNER) {
+        /* gradients of the mean calibration NLL: one sample per call on the CPU (memory), all in one
+         * call on the GPU (every gradient crosses to the host once) */
+        int per = o->device == LOP_DEVICE_CUDA ? ns : 1;
+        lop_trainer_opts to = {.max_tokens = per * T, .n_threads = o->n_threads, .device = o->device};
         st = lop_trainer_create(m, &to, &tr);
         if (st == LOP_OK) st = lop_grad_store_new(m, &gs);
         lop_grad_sink sink = gs ? lop_grad_store_sink(gs) : (lop_grad_sink){0};
-        for (int k = 0; st == LOP_OK && k < ns; k++)
-            st = lop_trainer_backward(tr, cal->tokens + (size_t)k * T, 1, T, 1, 1.0 / ((double)ns * (T - 1)), &sink, NULL, NULL);
+        for (int k = 0; st == LOP_OK && k < ns; k += per)
+            st = lop_trainer_backward(tr, cal->tokens + (size_t)k * T, ns - k < per ? ns - k : per, T, 1,
+                                      1.0 / ((double)ns * (T - 1)), &sink, NULL, NULL);
         lop_trainer_free(tr);
         tr = NULL;
     } else if (o->method != LOP_WM_MAGNITUDE) {
-        lop_trainer_opts to = {.max_tokens = n, .max_bwd_tokens = T, .n_threads = o->n_threads};
+        lop_trainer_opts to = {.max_tokens = n, .max_bwd_tokens = T, .n_threads = o->n_threads, .device = o->device};
         st = lop_trainer_create(m, &to, &tr);
         x = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
         x0 = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
@@ -341,12 +377,16 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                 st = lop_trainer_module(tr, l, mod, x, ns, T);
                 if (st != LOP_OK || !in_range) continue;
                 const float *X = lop_trainer_proj_input(tr, mod);
+                if (!X) {
+                    st = lop_fail(LOP_ERR_DEVICE, "width pruning: the projection input of layer %d is unavailable", l);
+                    continue;
+                }
                 float *W = f32_copy(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down);
                 double *cs = malloc((size_t)in * sizeof(double)), *mu = malloc((size_t)in * sizeof(double));
                 uint8_t *drop = malloc((size_t)in);
                 if (!W || !cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
                 if (st == LOP_OK && pass == 0) {
-                    channel_scores(o->method, W, D, in, X, n, cs, mu);
+                    st = channel_scores(o->method, W, D, in, X, n, cs, mu);
                     if (mod == LOP_SKIP_ATTN) {
                         for (int h = 0; h < s->n_heads; h++) {
                             double a = 0;
@@ -365,7 +405,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                 } else if (st == LOP_OK) { /* pass 1: the pruned module's output */
                     for (int j = 0; j < in; j++)
                         drop[j] = mod == LOP_SKIP_ATTN ? !p->head_keep[l][j / s->head_dim] : !p->ch_keep[l][j];
-                    subtract_removed(x, W, D, in, X, n, drop);
+                    st = subtract_removed(x, W, D, in, X, n, drop);
                 }
                 free(W), free(cs), free(mu), free(drop);
             }

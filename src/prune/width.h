@@ -44,6 +44,7 @@ typedef struct lop_width_opts {
     int round;               /* kept FFN widths are multiples of this (1 = no rounding); heads are whole */
     int layer0, layer1;      /* prune blocks [layer0, layer1); layer1 = 0: all (llm-pruner: 4 .. n-3) */
     int n_threads;           /* 0 = all cores */
+    lop_device device;       /* where the trainer runs (every method but magnitude) */
 } lop_width_opts;
 
 typedef struct lop_width_plan {

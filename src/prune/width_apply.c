@@ -213,6 +213,8 @@ cJSON *lop_width_report(const lop_model *m, const lop_model *pruned, const lop_w
     cJSON_AddNumberToObject(pp, "after", (double)after);
     cJSON_AddNumberToObject(pp, "removed_fraction", (double)(p->params_before - after) / p->params_before);
     cJSON_AddItemToObject(j, "calibration", lop_calib_report(cal, calib_path));
-    cJSON_AddNumberToObject(cJSON_AddObjectToObject(j, "timing"), "scoring_seconds", p->seconds);
+    cJSON *t = cJSON_AddObjectToObject(j, "timing");
+    cJSON_AddNumberToObject(t, "scoring_seconds", p->seconds);
+    cJSON_AddStringToObject(t, "device", o->device == LOP_DEVICE_CUDA ? "cuda" : "cpu");
     return j;
 }

@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "runtime/cpu/ops.h"
+#include "train/train_cuda.h"
 #include "train/train_internal.h"
 
 /* ---- sink helpers ----------------------------------------------------------------------- */
@@ -243,6 +244,13 @@ lop_status lop_trainer_backward(lop_trainer *t, const int32_t *tokens, int n_seq
     if (n_seq < 1 || seq_len < 1 || (int64_t)n_seq * seq_len > t->max_bwd)
         return lop_fail(LOP_ERR_ARG, "trainer: %d sequences x %d tokens do not fit its %d backward positions", n_seq,
                         seq_len, t->max_bwd);
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) {
+        LOP_TRY(tr_check_first(first, seq_len));
+        LOP_TRY(tr_check_tokens(t, tokens, (int64_t)n_seq * seq_len));
+        return lop_cu_trainer_backward(t->cu, t->skip, tokens, n_seq, seq_len, first, weight, sink, nll, n_scored);
+    }
+#endif
     const lop_config *c = &t->m->cfg;
     int n = n_seq * seq_len, D = c->dim, V = c->vocab_size;
     LOP_TRY(ensure_bwd(t));

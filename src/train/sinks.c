@@ -30,7 +30,7 @@ const char *lop_param_name(lop_param_id id, char *buf, int cap) {
 /* ---- sum of W * dL/dW ------------------------------------------------------------------- */
 int64_t lop_wgrad_acc_len(const lop_model *m) { return (int64_t)m->cfg.n_layers * LOP_LF_COUNT + LOP_GF_COUNT; }
 
-static int64_t wgrad_index(int n_layers, lop_param_id id) {
+int64_t lop_wgrad_index(int n_layers, lop_param_id id) {
     return id.layer < 0 ? (int64_t)n_layers * LOP_LF_COUNT + id.field : (int64_t)id.layer * LOP_LF_COUNT + id.field;
 }
 
@@ -43,12 +43,12 @@ static void wgrad_grad(void *user, lop_param_id id, const float *wt, const float
     lop_wgrad *w = user;
     double s = 0;
     for (int64_t i = 0; i < n; i++) s += (double)wt[i] * g[i];
-    w->acc[wgrad_index(w->n_layers, id)] += s;
+    w->acc[lop_wgrad_index(w->n_layers, id)] += s;
 }
 
-lop_grad_sink lop_wgrad_sink(lop_wgrad *w) { return (lop_grad_sink){wgrad_wants, wgrad_grad, w}; }
+lop_grad_sink lop_wgrad_sink(lop_wgrad *w) { return (lop_grad_sink){.wants = wgrad_wants, .grad = wgrad_grad, .user = w, .wgrad = w}; }
 
-double lop_wgrad_get(const lop_wgrad *w, lop_param_id id) { return w->acc[wgrad_index(w->n_layers, id)]; }
+double lop_wgrad_get(const lop_wgrad *w, lop_param_id id) { return w->acc[lop_wgrad_index(w->n_layers, id)]; }
 
 /* ---- full gradients --------------------------------------------------------------------- */
 struct lop_grad_store {
@@ -87,7 +87,7 @@ void lop_grad_store_free(lop_grad_store *s) {
 static void store_grad(void *user, lop_param_id id, const float *w, const float *g, int64_t n) {
     (void)w;
     lop_grad_store *s = user;
-    int64_t k = wgrad_index(s->m->cfg.n_layers, id);
+    int64_t k = lop_wgrad_index(s->m->cfg.n_layers, id);
     if (!s->g[k]) {
         s->g[k] = calloc((size_t)n, sizeof(float));
         if (!s->g[k]) {
@@ -99,9 +99,9 @@ static void store_grad(void *user, lop_param_id id, const float *w, const float 
     for (int64_t i = 0; i < n; i++) s->g[k][i] += g[i];
 }
 
-lop_grad_sink lop_grad_store_sink(lop_grad_store *s) { return (lop_grad_sink){NULL, store_grad, s}; }
+lop_grad_sink lop_grad_store_sink(lop_grad_store *s) { return (lop_grad_sink){.grad = store_grad, .user = s}; }
 
 const float *lop_grad_store_get(const lop_grad_store *s, lop_param_id id) {
     if (id.layer >= s->m->cfg.n_layers || id.field < 0) return NULL;
-    return s->g[wgrad_index(s->m->cfg.n_layers, id)];
+    return s->g[lop_wgrad_index(s->m->cfg.n_layers, id)];
 }

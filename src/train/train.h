@@ -30,6 +30,7 @@ const lop_tensor *lop_param_tensor(const lop_model *m, lop_param_id id);
 const char *lop_param_name(lop_param_id id, char *buf, int cap);
 
 /* ---- gradient sinks --------------------------------------------------------------------- */
+struct lop_wgrad;
 typedef struct lop_grad_sink {
     /* 1 when the sink wants dL/dW of this tensor; NULL = every present tensor. Gradients nobody
      * wants are never formed (a tied or untied head's gradient is a vocab x dim product). */
@@ -38,6 +39,9 @@ typedef struct lop_grad_sink {
      * weights. Both valid only during the call. Called at most once per tensor per backward call. */
     void (*grad)(void *user, lop_param_id id, const float *w, const float *g, int64_t n);
     void *user;
+    /* Set by lop_wgrad_sink: the consumer needs only sum(W * g) per tensor, added into this
+     * accumulator, so the CUDA trainer reduces on the device instead of copying every gradient. */
+    struct lop_wgrad *wgrad;
 } lop_grad_sink;
 
 /* Sink that adds sum_i w_i * g_i (in double) per tensor into acc: the Taylor accumulator.
@@ -49,6 +53,8 @@ typedef struct lop_wgrad {
     int with_global;
 } lop_wgrad;
 int64_t lop_wgrad_acc_len(const lop_model *m);
+/* slot of a tensor in acc */
+int64_t lop_wgrad_index(int n_layers, lop_param_id id);
 lop_grad_sink lop_wgrad_sink(lop_wgrad *w);
 double lop_wgrad_get(const lop_wgrad *w, lop_param_id id);
 
@@ -68,6 +74,8 @@ typedef struct lop_trainer_opts {
     int max_bwd_tokens; /* most positions one backward call handles (activations of every layer are
                            kept for these); 0 = max_tokens */
     int n_threads;      /* 0 = all cores */
+    lop_device device;  /* LOP_DEVICE_CUDA: the CUDA trainer (train_cuda.h), same results to fp32
+                           rounding; builds without CUDA refuse it */
 } lop_trainer_opts;
 
 /* Module skip bits per layer: a skipped module is treated as removed (the residual passes). */

@@ -23,6 +23,7 @@ typedef struct tr_saved {
 
 struct lop_trainer {
     lop_model *m;
+    struct lop_cu_trainer *cu; /* the CUDA trainer when on that device: every call goes there */
     int n_threads, max_tokens, max_bwd;
     int max_qd, max_kvd, max_ffn; /* widest layer */
     tr_layer *L;
@@ -44,6 +45,9 @@ struct lop_trainer {
     float *bscratch; /* [n_threads][2][max_tokens] attention backward rows */
 };
 
+/* Token ids in [0, vocab) and a first scored position in 1..seq_len, else a clear error. */
+lop_status tr_check_tokens(const lop_trainer *t, const int32_t *tokens, int64_t n);
+lop_status tr_check_first(int first, int seq_len);
 /* Allocation the trainer owns (freed with it); sets *st and returns NULL on failure. */
 void *tr_alloc(lop_trainer *t, size_t bytes, const char *what, lop_status *st);
 /* Sets the thread pool and OpenBLAS to the trainer's thread count (another engine may have

@@ -11,6 +11,7 @@
 #include "core/threads.h"
 #include "model/synth.h"
 #include "runtime/cpu/ops.h"
+#include "train/train_cuda.h"
 #include "train/train_internal.h"
 
 #define HEAD_CHUNK 64 /* rows of logits formed at once */
@@ -56,6 +57,9 @@ static const float *as_f32(lop_trainer *t, const lop_tensor *x, lop_status *st) 
 
 void lop_trainer_free(lop_trainer *t) {
     if (!t) return;
+#ifdef LOP_HAVE_CUDA
+    lop_cu_trainer_free(t->cu);
+#endif
     for (int i = 0; i < t->n_owned; i++) free(t->owned[i]);
     free(t->owned);
     free(t);
@@ -71,6 +75,10 @@ lop_status lop_trainer_create(lop_model *m, const lop_trainer_opts *o, lop_train
     if (!m->weights_loaded) return lop_fail(LOP_ERR_ARG, "%s: weights not loaded (opened for shapes only)", m->source);
     if (o->max_tokens < 0 || o->max_bwd_tokens < 0)
         return lop_fail(LOP_ERR_ARG, "trainer: negative token capacity (%d, %d)", o->max_tokens, o->max_bwd_tokens);
+#ifndef LOP_HAVE_CUDA
+    if (o->device == LOP_DEVICE_CUDA)
+        return lop_fail(LOP_ERR_ARG, "the CUDA trainer is not in this build (lop was built without nvcc)");
+#endif
     lop_trainer *t = calloc(1, sizeof *t);
     if (!t) return lop_fail(LOP_ERR_OOM, "out of memory");
     t->m = m;
@@ -79,8 +87,19 @@ lop_status lop_trainer_create(lop_model *m, const lop_trainer_opts *o, lop_train
     t->max_bwd = o->max_bwd_tokens > 0 && o->max_bwd_tokens < t->max_tokens ? o->max_bwd_tokens : t->max_tokens;
     const lop_config *c = &m->cfg;
     lop_status st = LOP_OK;
-    t->L = tr_alloc(t, (size_t)c->n_layers * sizeof *t->L, "layers", &st);
     t->skip = tr_alloc(t, (size_t)c->n_layers, "skip mask", &st);
+#ifdef LOP_HAVE_CUDA
+    if (st == LOP_OK && o->device == LOP_DEVICE_CUDA) { /* weights and buffers live on the device */
+        st = lop_cu_trainer_create(m, t->max_tokens, t->max_bwd, &t->cu);
+        if (st != LOP_OK) {
+            lop_trainer_free(t);
+            return st;
+        }
+        *out = t;
+        return LOP_OK;
+    }
+#endif
+    t->L = tr_alloc(t, (size_t)c->n_layers * sizeof *t->L, "layers", &st);
     t->emb = as_f32(t, &m->w.tok_emb, &st);
     t->norm = as_f32(t, &m->w.out_norm, &st);
     t->head = c->tie_embeddings ? t->emb : as_f32(t, &m->w.lm_head, &st);
@@ -130,13 +149,27 @@ lop_status lop_trainer_set_skip(lop_trainer *t, const uint8_t *skip) {
 }
 
 /* ---- forward pieces --------------------------------------------------------------------- */
+lop_status tr_check_tokens(const lop_trainer *t, const int32_t *tokens, int64_t n) {
+    int V = t->m->cfg.vocab_size;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) return lop_fail(LOP_ERR_ARG, "token id %d out of range (vocab %d)", tokens[i], V);
+    return LOP_OK;
+}
+
+lop_status tr_check_first(int first, int seq_len) {
+    if (first < 1 || first > seq_len)
+        return lop_fail(LOP_ERR_ARG, "trainer: first scored token %d outside 1..%d", first, seq_len);
+    return LOP_OK;
+}
+
 lop_status lop_trainer_embed(lop_trainer *t, const int32_t *tokens, int n, float *x) {
     const lop_config *c = &t->m->cfg;
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return lop_fail(LOP_ERR_ARG, "token id %d out of range (vocab %d)", tokens[i], c->vocab_size);
+    LOP_TRY(tr_check_tokens(t, tokens, n));
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) return lop_cu_trainer_embed(t->cu, tokens, n, x);
+#endif
+    for (int i = 0; i < n; i++)
         memcpy(x + (int64_t)i * c->dim, t->emb + (int64_t)tokens[i] * c->dim, (size_t)c->dim * sizeof(float));
-    }
     return LOP_OK;
 }
 
@@ -218,12 +251,18 @@ lop_status lop_trainer_module(lop_trainer *t, int layer, int module, float *x, i
     LOP_TRY(check_shape(t, n_seq, seq_len));
     if (layer < 0 || layer >= t->m->cfg.n_layers) return lop_fail(LOP_ERR_ARG, "trainer: no layer %d", layer);
     if (module != LOP_SKIP_ATTN && module != LOP_SKIP_FFN) return lop_fail(LOP_ERR_ARG, "trainer: bad module %d", module);
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) return lop_cu_trainer_module(t->cu, layer, module, x, n_seq, seq_len);
+#endif
     tr_threads(t);
     tr_module_fwd(t, layer, module, x, n_seq, seq_len, NULL);
     return LOP_OK;
 }
 
 const float *lop_trainer_proj_input(const lop_trainer *t, int module) {
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) return lop_cu_trainer_proj_input(t->cu, module); /* a host copy, made now */
+#endif
     return module == LOP_SKIP_ATTN ? t->att : t->g; /* tr_module_fwd leaves h = silu(g) * u in t->g */
 }
 
@@ -231,6 +270,9 @@ lop_status lop_trainer_layers(lop_trainer *t, int l0, int l1, float *x, int n_se
     LOP_TRY(check_shape(t, n_seq, seq_len));
     if (l0 < 0 || l1 > t->m->cfg.n_layers || l0 > l1)
         return lop_fail(LOP_ERR_ARG, "trainer: layer range [%d, %d) outside the model's %d", l0, l1, t->m->cfg.n_layers);
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) return lop_cu_trainer_layers(t->cu, t->skip, l0, l1, x, n_seq, seq_len);
+#endif
     tr_threads(t);
     for (int l = l0; l < l1; l++) {
         if (!(t->skip[l] & LOP_SKIP_ATTN)) tr_module_fwd(t, l, LOP_SKIP_ATTN, x, n_seq, seq_len, NULL);
@@ -244,11 +286,8 @@ lop_status tr_head(lop_trainer *t, const float *x, const int32_t *tokens, int n_
                    double weight, float *dxf, float *dvocab, double *nll_out, int64_t *n_out) {
     const lop_config *c = &t->m->cfg;
     int D = c->dim, V = c->vocab_size, n = n_seq * seq_len;
-    if (first < 1 || first > seq_len)
-        return lop_fail(LOP_ERR_ARG, "trainer: first scored token %d outside 1..%d", first, seq_len);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return lop_fail(LOP_ERR_ARG, "token id %d out of range (vocab %d)", tokens[i], V);
+    LOP_TRY(tr_check_first(first, seq_len));
+    LOP_TRY(tr_check_tokens(t, tokens, n));
     /* normed rows in xb; per chunk: logits [C][V], gathered rows [C][D], their gradient [C][D] */
     float *xf = t->xb, *logits = t->hbuf, *xc = logits + (size_t)HEAD_CHUNK * V, *dxc = xc + (size_t)HEAD_CHUNK * D;
     lop_cpu_rmsnorm(xf, x, t->norm, n, D, c->norm_eps);
@@ -296,6 +335,13 @@ lop_status tr_head(lop_trainer *t, const float *x, const int32_t *tokens, int n_
 lop_status lop_trainer_head_nll(lop_trainer *t, const float *x, const int32_t *tokens, int n_seq, int seq_len,
                                 int first, double *nll, int64_t *n_scored) {
     LOP_TRY(check_shape(t, n_seq, seq_len));
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) {
+        LOP_TRY(tr_check_first(first, seq_len));
+        LOP_TRY(tr_check_tokens(t, tokens, (int64_t)n_seq * seq_len));
+        return lop_cu_trainer_head_nll(t->cu, x, tokens, n_seq, seq_len, first, nll, n_scored);
+    }
+#endif
     tr_threads(t);
     return tr_head(t, x, tokens, n_seq, seq_len, first, 0, NULL, NULL, nll, n_scored);
 }
@@ -303,6 +349,13 @@ lop_status lop_trainer_head_nll(lop_trainer *t, const float *x, const int32_t *t
 lop_status lop_trainer_loss(lop_trainer *t, const int32_t *tokens, int n_seq, int seq_len, int first, double *nll,
                             int64_t *n_scored) {
     LOP_TRY(check_shape(t, n_seq, seq_len));
+#ifdef LOP_HAVE_CUDA
+    if (t->cu) {
+        LOP_TRY(tr_check_first(first, seq_len));
+        LOP_TRY(tr_check_tokens(t, tokens, (int64_t)n_seq * seq_len));
+        return lop_cu_trainer_loss(t->cu, t->skip, tokens, n_seq, seq_len, first, nll, n_scored);
+    }
+#endif
     int n = n_seq * seq_len, D = t->m->cfg.dim;
     float *x = malloc((size_t)n * D * sizeof(float));
     if (!x) return lop_fail(LOP_ERR_OOM, "out of memory: hidden states for %d tokens", n);
