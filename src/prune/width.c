@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "core/timer.h"
 #include "model/synth.h"
 #include "train/train.h"
@@ -32,18 +33,6 @@ lop_status lop_gqa_mode_parse(const char *s, lop_gqa_mode *out) {
 }
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-/* fp32 copy of a present tensor (caller frees); NULL with an error set on OOM */
-static float *f32_copy(const lop_tensor *t) {
-    int64_t n = lop_tensor_numel(t);
-    float *d = malloc((size_t)(n ? n : 1) * sizeof(float));
-    if (!d) {
-        lop_fail(LOP_ERR_OOM, "out of memory: %lld floats", (long long)n);
-        return NULL;
-    }
-    lop_convert_to_f32(d, t->data, t->dtype, n);
-    return d;
-}
-
 static int64_t attn_cost(int nh, int nkv, int hd, int dim) { return 2 * (int64_t)nh * hd * dim + 2 * (int64_t)nkv * hd * dim; }
 
 static int round_ffn(double f, int r, int full) {
@@ -118,22 +107,51 @@ void lop_width_plan_free(lop_width_plan *p) {
 }
 
 /* ---- scores --------------------------------------------------------------------------------- */
-/* sum over each group of |W| (grads NULL) or |W * dL/dW| (grads: the gradient store) */
-static float *group_w(const lop_model *m, int l, int field, const lop_grad_store *gs) {
-    float *w = f32_copy(lop_layer_tensor_c(&m->w.layers[l], field));
-    if (w && gs) {
-        const float *g = lop_grad_store_get(gs, (lop_param_id){l, field});
-        int64_t n = lop_tensor_numel(lop_layer_tensor_c(&m->w.layers[l], field));
-        for (int64_t i = 0; i < n; i++) w[i] *= g ? g[i] : 0.0f;
-    }
-    return w;
+/* Scratch of the host-side scoring, four buffers of the largest layer tensor, reused across layers:
+ * allocating tensor-sized buffers afresh for every layer made a 7B model's scoring page-fault bound. */
+typedef struct wbuf {
+    float *b[4];
+} wbuf;
+
+static int wbuf_init(wbuf *w, int64_t cap) { /* 0 on success; no lop_fail: may run on a worker */
+    for (int i = 0; i < 4; i++) w->b[i] = malloc((size_t)(cap > 0 ? cap : 1) * sizeof(float));
+    return w->b[0] && w->b[1] && w->b[2] && w->b[3] ? 0 : -1;
+}
+static void wbuf_free(wbuf *w) {
+    for (int i = 0; i < 4; i++) free(w->b[i]), w->b[i] = NULL;
+}
+/* the largest projection of the layers [l0, l1) */
+static int64_t wbuf_cap(const lop_model *m, int l0, int l1) {
+    int64_t cap = 1;
+    for (int l = l0; l < l1; l++)
+        for (int f = 0; f < LOP_LF_COUNT; f++) {
+            int64_t n = lop_tensor_numel(lop_layer_tensor_c(&m->w.layers[l], f));
+            if (n > cap) cap = n;
+        }
+    return cap;
 }
 
-/* W [rows][cols] -> [cols][rows], in blocks: walking a column of a wide matrix misses the cache on
- * every element, which on a 7B model's projections costs seconds per layer */
-static float *transposed(const float *W, int rows, int cols) {
-    float *t = W ? malloc((size_t)rows * cols * sizeof(float)) : NULL;
-    if (!t) return NULL;
+/* fp32 values of a tensor: its own data when stored as fp32, else converted into buf */
+static const float *f32_of(const lop_tensor *t, float *buf) {
+    if (t->dtype == LOP_F32) return t->data;
+    lop_convert_to_f32(buf, t->data, t->dtype, lop_tensor_numel(t));
+    return buf;
+}
+
+/* W (gs NULL) or W * dL/dW (gs: the gradient store) of a layer tensor, in buf or in place */
+static const float *group_w(const lop_model *m, int l, int field, const lop_grad_store *gs, float *buf) {
+    const lop_tensor *t = lop_layer_tensor_c(&m->w.layers[l], field);
+    const float *w = f32_of(t, buf);
+    if (!gs) return w;
+    const float *g = lop_grad_store_get(gs, (lop_param_id){l, field});
+    int64_t n = lop_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) buf[i] = w[i] * (g ? g[i] : 0.0f);
+    return buf;
+}
+
+/* W [rows][cols] -> t [cols][rows], in blocks: walking a column of a wide matrix misses the cache
+ * on every element, which on a 7B model's projections costs seconds per layer */
+static const float *transpose_into(float *t, const float *W, int rows, int cols) {
     for (int r0 = 0; r0 < rows; r0 += 32)
         for (int c0 = 0; c0 < cols; c0 += 32)
             for (int r = r0; r < rows && r < r0 + 32; r++)
@@ -141,16 +159,17 @@ static float *transposed(const float *W, int rows, int cols) {
     return t;
 }
 
-static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs, const lop_grad_store *gs) {
+/* sum over each group of |W| (gs NULL) or |W * dL/dW| (gs) */
+static void magnitude(const lop_model *m, int l, lop_gqa_mode g, double *hs, double *cs, const lop_grad_store *gs,
+                      wbuf *wb) {
     const lop_layer_shape *s = &m->cfg.layers[l];
     int D = m->cfg.dim;
-    lop_status st = LOP_OK;
     if (s->n_heads) {
         int hd = s->head_dim, qd = s->n_heads * hd, qpg = s->n_heads / s->n_kv_heads;
-        float *q = group_w(m, l, LOP_LF_wq, gs), *o = group_w(m, l, LOP_LF_wo, gs), *k = group_w(m, l, LOP_LF_wk, gs),
-              *v = group_w(m, l, LOP_LF_wv, gs);
-        if (!q || !o || !k || !v) st = LOP_ERR_OOM;
-        for (int h = 0; st == LOP_OK && h < s->n_heads; h++) {
+        const float *q = group_w(m, l, LOP_LF_wq, gs, wb->b[0]), *o = group_w(m, l, LOP_LF_wo, gs, wb->b[1]);
+        const float *k = g == LOP_GQA_KV ? group_w(m, l, LOP_LF_wk, gs, wb->b[2]) : NULL,
+                    *v = g == LOP_GQA_KV ? group_w(m, l, LOP_LF_wv, gs, wb->b[3]) : NULL;
+        for (int h = 0; h < s->n_heads; h++) {
             double a = 0;
             for (int64_t i = (int64_t)h * hd * D; i < (int64_t)(h + 1) * hd * D; i++) a += fabs(q[i]);
             for (int r = 0; r < D; r++)
@@ -163,33 +182,84 @@ static lop_status magnitude(const lop_model *m, int l, lop_gqa_mode g, double *h
             }
             hs[h] = a;
         }
-        free(q), free(o), free(k), free(v);
     }
-    if (st == LOP_OK && s->ffn_dim) {
+    if (s->ffn_dim) {
         int f = s->ffn_dim;
-        float *gt = group_w(m, l, LOP_LF_w_gate, gs), *up = group_w(m, l, LOP_LF_w_up, gs), *dn = group_w(m, l, LOP_LF_w_down, gs);
-        float *dnT = transposed(dn, D, f); /* [f][D]: channel c's down_proj column as a row */
-        if (!gt || !up || !dnT) st = lop_fail(LOP_ERR_OOM, "out of memory");
-        for (int c = 0; st == LOP_OK && c < f; c++) {
+        const float *gt = group_w(m, l, LOP_LF_w_gate, gs, wb->b[0]), *up = group_w(m, l, LOP_LF_w_up, gs, wb->b[1]);
+        const float *dn = group_w(m, l, LOP_LF_w_down, gs, wb->b[2]);
+        const float *dnT = transpose_into(wb->b[3], dn, D, f); /* [f][D]: channel c's down_proj column as a row */
+        for (int c = 0; c < f; c++) {
             double a = 0;
             for (int i = 0; i < D; i++) a += fabs(gt[(size_t)c * D + i]) + fabs(up[(size_t)c * D + i]) + fabs(dnT[(size_t)c * D + i]);
             cs[c] = a;
         }
-        free(gt), free(up), free(dn), free(dnT);
     }
-    return st;
+}
+
+/* LLM-Pruner's gradients: only the projections of the layers in range are formed and stored (not
+ * the embedding, head, norms, biases or layers outside the range) */
+typedef struct proj_sink {
+    lop_grad_sink store;
+    int l0, l1;
+} proj_sink;
+static int proj_wants(void *user, lop_param_id id) {
+    const proj_sink *p = user;
+    int f = id.field;
+    return id.layer >= p->l0 && id.layer < p->l1 &&
+           (f == LOP_LF_wq || f == LOP_LF_wk || f == LOP_LF_wv || f == LOP_LF_wo || f == LOP_LF_w_gate ||
+            f == LOP_LF_w_up || f == LOP_LF_w_down);
+}
+static void proj_grad(void *user, lop_param_id id, const float *w, const float *g, int64_t n) {
+    const proj_sink *p = user;
+    p->store.grad(p->store.user, id, w, g, n);
+}
+
+/* magnitude() of the layers [l0, l0 + n), on the thread pool with a scratch per worker */
+typedef struct mag_job {
+    const lop_model *m;
+    lop_gqa_mode gqa;
+    lop_width_plan *p;
+    const lop_grad_store *gs;
+    int l0;
+    int64_t cap;
+    int failed;
+} mag_job;
+
+static void mag_layers(void *ctx, int64_t i0, int64_t i1, int thread) {
+    (void)thread;
+    mag_job *j = ctx;
+    wbuf wb;
+    if (wbuf_init(&wb, j->cap)) j->failed = 1;
+    else
+        for (int64_t i = i0; i < i1; i++) {
+            int l = j->l0 + (int)i;
+            magnitude(j->m, l, j->gqa, j->p->head_score[l], j->p->ch_score[l], j->gs, &wb);
+        }
+    wbuf_free(&wb);
+}
+
+static lop_status magnitude_all(const lop_model *m, lop_gqa_mode g, lop_width_plan *p, const lop_grad_store *gs, int l0,
+                                int l1, int n_threads) {
+    mag_job job = {m, g, p, gs, l0, wbuf_cap(m, l0, l1), 0};
+    /* at most ~8 GB of scratch: four buffers per worker */
+    int64_t per = 4 * job.cap * (int64_t)sizeof(float), most = ((int64_t)8 << 30) / (per > 0 ? per : 1);
+    int t = n_threads > 0 ? n_threads : lop_n_cpus();
+    if (t > most) t = most > 0 ? (int)most : 1;
+    lop_threads_set(t);
+    lop_parallel_for(l1 - l0, 1, mag_layers, &job);
+    return job.failed ? lop_fail(LOP_ERR_OOM, "out of memory: scoring scratch of %d threads", t) : LOP_OK;
 }
 
 /* per input channel of W [D][in] with calibration inputs X [n][in]: wanda-sp or flap channel scores;
  * mean[in] receives the channel means (flap) */
 static lop_status channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n,
-                                 double *out, double *mean) {
+                                 double *out, double *mean, float *scratch) {
     double *s1 = calloc((size_t)in, sizeof(double)), *s2 = calloc((size_t)in, sizeof(double));
-    float *WT = transposed(W, D, in); /* [in][D]: column j of W as a row */
-    if (!s1 || !s2 || !WT) {
-        free(s1), free(s2), free(WT);
+    if (!s1 || !s2) {
+        free(s1), free(s2);
         return lop_fail(LOP_ERR_OOM, "out of memory");
     }
+    const float *WT = transpose_into(scratch, W, D, in); /* [in][D]: column j of W as a row */
     for (int t = 0; t < n; t++)
         for (int j = 0; j < in; j++) {
             double x = X[(size_t)t * in + j];
@@ -212,7 +282,6 @@ static lop_status channel_scores(lop_width_method meth, const float *W, int D, i
     }
     free(s1);
     free(s2);
-    free(WT);
     return LOP_OK;
 }
 
@@ -326,6 +395,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     /* scores (and, for wanda-sp, the selection layer by layer) */
     lop_trainer *tr = NULL;
     float *x = NULL, *x0 = NULL;
+    wbuf wb = {{NULL}};
     double **mean_o = NULL, **mean_d = NULL;
     int ns = cal ? cal->n_samples : 0, T = cal ? cal->seq_len : 0, n = ns * T;
     lop_grad_store *gs = NULL;
@@ -336,20 +406,25 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
         lop_trainer_opts to = {.max_tokens = per * T, .n_threads = o->n_threads, .device = o->device};
         st = lop_trainer_create(m, &to, &tr);
         if (st == LOP_OK) st = lop_grad_store_new(m, &gs);
-        lop_grad_sink sink = gs ? lop_grad_store_sink(gs) : (lop_grad_sink){0};
+        proj_sink ps = {gs ? lop_grad_store_sink(gs) : (lop_grad_sink){0}, l0, l1};
+        lop_grad_sink sink = {.wants = proj_wants, .grad = proj_grad, .user = &ps};
         for (int k = 0; st == LOP_OK && k < ns; k += per)
             st = lop_trainer_backward(tr, cal->tokens + (size_t)k * T, ns - k < per ? ns - k : per, T, 1,
                                       1.0 / ((double)ns * (T - 1)), &sink, NULL, NULL);
         lop_trainer_free(tr);
         tr = NULL;
-    } else if (o->method != LOP_WM_MAGNITUDE) {
+    }
+    if (st == LOP_OK && (o->method == LOP_WM_MAGNITUDE || o->method == LOP_WM_LLM_PRUNER))
+        st = magnitude_all(m, o->gqa, p, gs, l0, l1, o->n_threads);
+    else if (st == LOP_OK) {
         lop_trainer_opts to = {.max_tokens = n, .max_bwd_tokens = T, .n_threads = o->n_threads, .device = o->device};
         st = lop_trainer_create(m, &to, &tr);
         x = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
         x0 = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
         mean_o = calloc((size_t)L, sizeof(double *));
         mean_d = calloc((size_t)L, sizeof(double *));
-        if (st == LOP_OK && (!x || !x0 || !mean_o || !mean_d)) st = lop_fail(LOP_ERR_OOM, "out of memory");
+        if (st == LOP_OK && (!x || !x0 || !mean_o || !mean_d || wbuf_init(&wb, wbuf_cap(m, l0, l1))))
+            st = lop_fail(LOP_ERR_OOM, "out of memory");
         if (st == LOP_OK) st = lop_trainer_embed(tr, cal->tokens, n, x);
     }
     for (int l = 0; st == LOP_OK && l < L; l++) {
@@ -360,7 +435,6 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
         int fk = s->ffn_dim ? round_ffn(s->ffn_dim * (1 - best_r), R, s->ffn_dim) : 0;
         if (o->method == LOP_WM_MAGNITUDE || o->method == LOP_WM_LLM_PRUNER) {
             if (!in_range) continue;
-            st = magnitude(m, l, o->gqa, p->head_score[l], p->ch_score[l], gs);
             if (s->n_heads) select_heads(s, o->gqa, qk, p->head_score[l], p->head_keep[l]);
             if (s->ffn_dim) keep_top(p->ch_score[l], s->ffn_dim, fk, p->ch_keep[l]);
             continue;
@@ -381,12 +455,12 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                     st = lop_fail(LOP_ERR_DEVICE, "width pruning: the projection input of layer %d is unavailable", l);
                     continue;
                 }
-                float *W = f32_copy(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down);
+                const float *W = f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]);
                 double *cs = malloc((size_t)in * sizeof(double)), *mu = malloc((size_t)in * sizeof(double));
                 uint8_t *drop = malloc((size_t)in);
-                if (!W || !cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
+                if (!cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
                 if (st == LOP_OK && pass == 0) {
-                    st = channel_scores(o->method, W, D, in, X, n, cs, mu);
+                    st = channel_scores(o->method, W, D, in, X, n, cs, mu, wb.b[1]);
                     if (mod == LOP_SKIP_ATTN) {
                         for (int h = 0; h < s->n_heads; h++) {
                             double a = 0;
@@ -407,7 +481,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                         drop[j] = mod == LOP_SKIP_ATTN ? !p->head_keep[l][j / s->head_dim] : !p->ch_keep[l][j];
                     st = subtract_removed(x, W, D, in, X, n, drop);
                 }
-                free(W), free(cs), free(mu), free(drop);
+                free(cs), free(mu), free(drop);
             }
         }
     }
@@ -474,19 +548,18 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                 int in = mod == LOP_SKIP_ATTN ? s->n_heads * s->head_dim : s->ffn_dim;
                 double *mu = (mod == LOP_SKIP_ATTN ? mean_o : mean_d)[l];
                 if (!in || !mu) continue;
-                float *W = f32_copy(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down);
+                const float *W = f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]);
+                const float *WT = transpose_into(wb.b[1], W, D, in); /* column j of W as a row */
                 float *b = calloc((size_t)D, sizeof(float));
-                if (!W || !b) {
-                    free(W), free(b);
+                if (!b) {
                     st = lop_fail(LOP_ERR_OOM, "out of memory");
                     break;
                 }
                 for (int j = 0; j < in; j++) {
                     int kept = mod == LOP_SKIP_ATTN ? p->head_keep[l][j / s->head_dim] : p->ch_keep[l][j];
                     if (kept) continue;
-                    for (int i = 0; i < D; i++) b[i] += (float)(W[(size_t)i * in + j] * mu[j]);
+                    for (int i = 0; i < D; i++) b[i] += (float)(WT[(size_t)j * D + i] * mu[j]);
                 }
-                free(W);
                 (mod == LOP_SKIP_ATTN ? p->bo_add : p->bdown_add)[l] = b;
             }
         }
@@ -495,6 +568,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     for (int l = 0; mean_o && l < L; l++) free(mean_o[l]), free(mean_d[l]);
     free(mean_o);
     free(mean_d);
+    wbuf_free(&wb);
     p->seconds = lop_now() - t0;
     if (st != LOP_OK) return lop_width_plan_free(p), st;
     p->params_after = p->params_before;

@@ -88,13 +88,15 @@ static void store_grad(void *user, lop_param_id id, const float *w, const float 
     (void)w;
     lop_grad_store *s = user;
     int64_t k = lop_wgrad_index(s->m->cfg.n_layers, id);
-    if (!s->g[k]) {
-        s->g[k] = calloc((size_t)n, sizeof(float));
+    if (!s->g[k]) { /* the first gradient of a tensor is copied, later ones added */
+        s->g[k] = malloc((size_t)n * sizeof(float));
         if (!s->g[k]) {
             if (s->st == LOP_OK) s->st = lop_fail(LOP_ERR_OOM, "out of memory (gradient store)");
             return;
         }
         s->n[k] = n;
+        memcpy(s->g[k], g, (size_t)n * sizeof(float));
+        return;
     }
     for (int64_t i = 0; i < n; i++) s->g[k][i] += g[i];
 }
