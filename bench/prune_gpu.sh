@@ -5,6 +5,7 @@
 # Why a script: the GPU machine runs one command per call; this leaves a CSV and the logs in $OUT.
 # Usage (repository root, after a build with CUDA): bench/prune_gpu.sh   Env: LOP=build/lop OUT=/tmp/lop-out
 #   MODEL=synth:llama-7b  TARGET=params=4.9B (the paper's 7B -> 4.9B pair)  CHECK=1 (the CPU comparison)
+#   KINDS="depth width" (which timings to run)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOP=${LOP:-build/lop}
@@ -12,6 +13,7 @@ OUT=${OUT:-/tmp/lop-out}
 MODEL=${MODEL:-synth:llama-7b}
 TARGET=${TARGET:-params=4.9B}
 CHECK=${CHECK:-1}
+KINDS=${KINDS:-depth width}
 mkdir -p "$OUT/prune-logs"
 csv=$OUT/prune_gpu.csv
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
@@ -38,9 +40,9 @@ run() {
 }
 
 # the 7B timings first (the floors), then the full-width CPU comparison
-for c in magnitude bi ppl taylor; do run depth "$c" cuda "$MODEL" "$TARGET"; done
-for m in magnitude wanda-sp flap llm-pruner; do run width "$m" cuda "$MODEL" "$TARGET"; done
-column -s, -t "$csv"
+case " $KINDS " in *" depth "*) for c in magnitude bi ppl taylor; do run depth "$c" cuda "$MODEL" "$TARGET"; done ;; esac
+case " $KINDS " in *" width "*) for m in magnitude wanda-sp flap llm-pruner; do run width "$m" cuda "$MODEL" "$TARGET"; done ;; esac
+cat "$csv"
 if [ "$CHECK" = 1 ]; then # CUDA vs CPU at full width: the same scores (printed tables) and choice
     small="$MODEL:layers=6"
     csv=$OUT/prune_gpu_check.csv
