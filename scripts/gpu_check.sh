@@ -97,7 +97,7 @@ if has train; then # the CUDA trainer against the CPU one, then the pruning crit
     timeout 120 "$BUILD/tests/test_train_cuda" > "$OUT/test_train_cuda.log" 2>&1
     echo "test_train_cuda exit $?"
     grep -E "PASSED|FAILED|SKIPPED|^  |error" "$OUT/test_train_cuda.log" | tail -40
-    timeout 360 env LOP="$BUILD/lop" OUT="$OUT" bench/prune_gpu.sh; echo "prune_gpu exit $?"
+    timeout 300 env KINDS="${KINDS:-depth width}" LOP="$BUILD/lop" OUT="$OUT" bench/prune_gpu.sh; echo "prune_gpu exit $?"
     stamp "trainer done"
 fi
 
