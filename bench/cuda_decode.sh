@@ -63,6 +63,8 @@ run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0
 run depth4.9b_b1 synth:llama-7b:layers=23 1 128
 run width4.9b_b1 synth:llama-7b:heads=21@4-29:ffn=7155@4-29 1 128
+# the same with its FFN width as `lop prune --round 64` keeps it (issue 6: rounded vs not)
+run width4.9b_r64_b1 synth:llama-7b:heads=21@4-29:ffn=7168@4-29 1 128
 run 13b_b1 synth:llama-13b 1 128
 run 7b_b256 synth:llama-7b 256 128
 run 7b_b16 synth:llama-7b 16 128

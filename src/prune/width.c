@@ -251,38 +251,94 @@ static lop_status magnitude_all(const lop_model *m, lop_gqa_mode g, lop_width_pl
 }
 
 /* per input channel of W [D][in] with calibration inputs X [n][in]: wanda-sp or flap channel scores;
- * mean[in] receives the channel means (flap) */
-static lop_status channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n,
-                                 double *out, double *mean, float *scratch) {
-    double *s1 = calloc((size_t)in, sizeof(double)), *s2 = calloc((size_t)in, sizeof(double));
-    if (!s1 || !s2) {
-        free(s1), free(s2);
-        return lop_fail(LOP_ERR_OOM, "out of memory");
+ * mean[in] receives the channel means (flap). Workers take ranges of channels and walk the rows of X
+ * and W over their range (contiguous), so every channel's sums keep their order (same values as one
+ * thread) without transposing W. */
+typedef struct chan_job {
+    lop_width_method meth;
+    const float *W, *X;
+    int D, in, n;
+    double *out, *mean;
+    int failed;
+} chan_job;
+
+static void chan_range(void *ctx, int64_t j0, int64_t j1, int thread) {
+    (void)thread;
+    chan_job *c = ctx;
+    int w = (int)(j1 - j0);
+    double *acc = calloc((size_t)4 * w, sizeof(double)), *s1 = acc, *s2 = acc + w, *wa = acc + 2 * w, *w2 = acc + 3 * w;
+    if (!acc) { /* no lop_fail on a worker: the caller reports it */
+        c->failed = 1;
+        return;
     }
-    const float *WT = transpose_into(scratch, W, D, in); /* [in][D]: column j of W as a row */
-    for (int t = 0; t < n; t++)
-        for (int j = 0; j < in; j++) {
-            double x = X[(size_t)t * in + j];
-            s1[j] += x;
-            s2[j] += x * x;
+    for (int t = 0; t < c->n; t++) {
+        const float *xr = c->X + (size_t)t * c->in + j0;
+        for (int k = 0; k < w; k++) {
+            double x = xr[k];
+            s1[k] += x;
+            s2[k] += x * x;
         }
-    for (int j = 0; j < in; j++) {
-        double wa = 0, w2 = 0;
-        for (int i = 0; i < D; i++) {
-            double w = WT[(size_t)j * D + i];
-            wa += fabs(w);
-            w2 += w * w;
+    }
+    for (int i = 0; i < c->D; i++) {
+        const float *wr = c->W + (size_t)i * c->in + j0;
+        for (int k = 0; k < w; k++) {
+            double v = wr[k];
+            wa[k] += fabs(v);
+            w2[k] += v * v;
         }
-        if (meth == LOP_WM_WANDA_SP) out[j] = wa / D * sqrt(s2[j]);
+    }
+    for (int k = 0; k < w; k++) {
+        int64_t j = j0 + k;
+        if (c->meth == LOP_WM_WANDA_SP) c->out[j] = wa[k] / c->D * sqrt(s2[k]);
         else {
-            double mu = s1[j] / n, var = n > 1 ? (s2[j] - n * mu * mu) / (n - 1) : 0;
-            out[j] = (var > 0 ? var : 0) * w2;
-            mean[j] = mu;
+            double mu = s1[k] / c->n, var = c->n > 1 ? (s2[k] - c->n * mu * mu) / (c->n - 1) : 0;
+            c->out[j] = (var > 0 ? var : 0) * w2[k];
+            c->mean[j] = mu;
         }
     }
-    free(s1);
-    free(s2);
-    return LOP_OK;
+    free(acc);
+}
+
+static lop_status channel_scores(lop_width_method meth, const float *W, int D, int in, const float *X, int n,
+                                 double *out, double *mean) {
+    chan_job job = {meth, W, X, D, in, n, out, mean, 0};
+    lop_parallel_for(in, 64, chan_range, &job);
+    return job.failed ? lop_fail(LOP_ERR_OOM, "out of memory (channel statistics)") : LOP_OK;
+}
+
+/* FLAP compensation b[i] += W[i][j] * mean[j] over the removed channels j, ascending; workers take
+ * rows (each b[i] sums in the same order as one thread) */
+typedef struct comp_job {
+    const float *W;
+    const double *mu;
+    const int *rm;
+    int n_rm, in;
+    float *b;
+} comp_job;
+
+static void comp_rows(void *ctx, int64_t i0, int64_t i1, int thread) {
+    (void)thread;
+    const comp_job *c = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *wr = c->W + (size_t)i * c->in;
+        for (int k = 0; k < c->n_rm; k++) c->b[i] += (float)(wr[c->rm[k]] * c->mu[c->rm[k]]);
+    }
+}
+
+/* dst[r] = the columns j of src[r] with drop[j] set, for rows r of a range */
+typedef struct gather_job {
+    const float *src;
+    float *dst;
+    const uint8_t *drop;
+    int in, nd;
+} gather_job;
+
+static void gather_cols_rows(void *ctx, int64_t r0, int64_t r1, int thread) {
+    (void)thread;
+    const gather_job *g = ctx;
+    for (int64_t r = r0; r < r1; r++)
+        for (int j = 0, k = 0; j < g->in; j++)
+            if (g->drop[j]) g->dst[(size_t)r * g->nd + k++] = g->src[(size_t)r * g->in + j];
 }
 
 /* x -= W[:, j] * X[:, j] for every removed channel j (drop[j] = 1): the pruned module's output.
@@ -297,12 +353,9 @@ static lop_status subtract_removed(float *x, const float *W, int D, int in, cons
         free(Xd), free(Wd);
         return lop_fail(LOP_ERR_OOM, "out of memory");
     }
-    for (int t = 0; t < n; t++)
-        for (int j = 0, k = 0; j < in; j++)
-            if (drop[j]) Xd[(size_t)t * nd + k++] = X[(size_t)t * in + j];
-    for (int i = 0; i < D; i++)
-        for (int j = 0, k = 0; j < in; j++)
-            if (drop[j]) Wd[(size_t)i * nd + k++] = W[(size_t)i * in + j];
+    gather_job gx = {X, Xd, drop, in, nd}, gw = {W, Wd, drop, in, nd};
+    lop_parallel_for(n, 16, gather_cols_rows, &gx);
+    lop_parallel_for(D, 16, gather_cols_rows, &gw);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, D, nd, -1.0f, Xd, nd, Wd, nd, 1.0f, x, D);
     free(Xd), free(Wd);
     return LOP_OK;
@@ -373,6 +426,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     }
     if (st != LOP_OK) return lop_width_plan_free(p), st;
     double t0 = lop_now();
+    lop_threads_set(o->n_threads); /* the host-side statistics run on the pool (the CPU trainer sets it too) */
 
     /* uniform methods: one ratio for every layer in range, found from the shapes alone */
     double best_r = -1;
@@ -460,7 +514,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                 uint8_t *drop = malloc((size_t)in);
                 if (!cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
                 if (st == LOP_OK && pass == 0) {
-                    st = channel_scores(o->method, W, D, in, X, n, cs, mu, wb.b[1]);
+                    st = channel_scores(o->method, W, D, in, X, n, cs, mu);
                     if (mod == LOP_SKIP_ATTN) {
                         for (int h = 0; h < s->n_heads; h++) {
                             double a = 0;
@@ -548,18 +602,19 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                 int in = mod == LOP_SKIP_ATTN ? s->n_heads * s->head_dim : s->ffn_dim;
                 double *mu = (mod == LOP_SKIP_ATTN ? mean_o : mean_d)[l];
                 if (!in || !mu) continue;
-                const float *W = f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]);
-                const float *WT = transpose_into(wb.b[1], W, D, in); /* column j of W as a row */
                 float *b = calloc((size_t)D, sizeof(float));
-                if (!b) {
+                int *rm = malloc((size_t)in * sizeof(int));
+                if (!b || !rm) {
+                    free(b), free(rm);
                     st = lop_fail(LOP_ERR_OOM, "out of memory");
                     break;
                 }
-                for (int j = 0; j < in; j++) {
-                    int kept = mod == LOP_SKIP_ATTN ? p->head_keep[l][j / s->head_dim] : p->ch_keep[l][j];
-                    if (kept) continue;
-                    for (int i = 0; i < D; i++) b[i] += (float)(WT[(size_t)j * D + i] * mu[j]);
-                }
+                comp_job cj = {f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]),
+                               mu, rm, 0, in, b};
+                for (int j = 0; j < in; j++)
+                    if (!(mod == LOP_SKIP_ATTN ? p->head_keep[l][j / s->head_dim] : p->ch_keep[l][j])) rm[cj.n_rm++] = j;
+                lop_parallel_for(D, 64, comp_rows, &cj);
+                free(rm);
                 (mod == LOP_SKIP_ATTN ? p->bo_add : p->bdown_add)[l] = b;
             }
         }

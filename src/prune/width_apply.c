@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "model/synth.h"
 #include "prune/report.h"
 #include "prune/width.h"
@@ -19,47 +20,85 @@ typedef struct layout {
     int *q, *kv, *ch;
 } layout;
 
-static lop_tensor mk(lop_model *m, int64_t rows, int64_t cols, int ndim, lop_status *st) {
+/* zero unless `filled`: the gathers below write every element themselves */
+static lop_tensor mk(lop_model *m, int64_t rows, int64_t cols, int ndim, int filled, lop_status *st) {
     lop_tensor t = {.dtype = LOP_F32, .ndim = ndim, .shape = {rows, ndim == 2 ? cols : 1}, .present = 1};
-    t.data = lop_model_malloc(m, (size_t)(rows * (ndim == 2 ? cols : 1) + 1) * sizeof(float), "pruned tensor");
+    size_t n = (size_t)(rows * (ndim == 2 ? cols : 1));
+    t.data = lop_model_malloc(m, (n + 1) * sizeof(float), "pruned tensor");
     if (!t.data) *st = LOP_ERR_OOM;
-    else memset(t.data, 0, (size_t)(rows * (ndim == 2 ? cols : 1) + 1) * sizeof(float));
+    else if (!filled) memset(t.data, 0, (n + 1) * sizeof(float));
+    else ((float *)t.data)[n] = 0;
     return t;
+}
+
+/* The gathers run on the thread pool: a 7B model's pruned copy is ~20 GB of fp32 */
+typedef struct gather_job {
+    const lop_tensor *src;
+    float *d;
+    const int *idx;
+    int n, blk;
+    int64_t cols; /* of src */
+    int failed;
+} gather_job;
+
+static void rows_range(void *ctx, int64_t i0, int64_t i1, int thread) {
+    (void)thread;
+    const gather_job *g = ctx;
+    int64_t rb = (int64_t)g->blk * g->cols;
+    const char *s = g->src->data;
+    for (int64_t i = i0; i < i1; i++) {
+        if (g->idx[i] >= 0)
+            lop_convert_to_f32(g->d + i * rb, s + (size_t)g->idx[i] * rb * lop_dtype_size(g->src->dtype), g->src->dtype, rb);
+        else memset(g->d + i * rb, 0, (size_t)rb * sizeof(float));
+    }
 }
 
 /* rows (blocks of `blk` rows) of src picked by idx[n] (-1 = zero block) */
 static lop_tensor gather_rows(lop_model *m, const lop_tensor *src, const int *idx, int n, int blk, lop_status *st) {
     int64_t cols = src->ndim == 2 ? src->shape[1] : 1;
-    lop_tensor t = mk(m, (int64_t)n * blk, cols, src->ndim, st);
+    lop_tensor t = mk(m, (int64_t)n * blk, cols, src->ndim, 1, st);
     if (*st) return t;
-    float *d = t.data;
-    int64_t rb = (int64_t)blk * cols;
-    const char *s = src->data;
-    for (int i = 0; i < n; i++)
-        if (idx[i] >= 0) lop_convert_to_f32(d + i * rb, s + (size_t)idx[i] * rb * lop_dtype_size(src->dtype), src->dtype, rb);
+    gather_job g = {src, t.data, idx, n, blk, cols, 0};
+    lop_parallel_for(n, 1, rows_range, &g);
     return t;
+}
+
+static void cols_range(void *ctx, int64_t r0, int64_t r1, int thread) {
+    (void)thread;
+    gather_job *g = ctx;
+    int64_t in = g->cols, w = (int64_t)g->n * g->blk;
+    float *row = g->src->dtype == LOP_F32 ? NULL : malloc((size_t)in * sizeof(float));
+    if (g->src->dtype != LOP_F32 && !row) {
+        g->failed = 1;
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const char *sr = (const char *)g->src->data + (size_t)r * in * lop_dtype_size(g->src->dtype);
+        const float *x = (const float *)sr;
+        if (row) lop_convert_to_f32(row, sr, g->src->dtype, in), x = row;
+        float *dr = g->d + r * w;
+        for (int i = 0; i < g->n; i++) {
+            if (g->idx[i] < 0) memset(dr + (int64_t)i * g->blk, 0, (size_t)g->blk * sizeof(float));
+            else if (g->blk == 1) dr[i] = x[g->idx[i]];
+            else memcpy(dr + (int64_t)i * g->blk, x + (int64_t)g->idx[i] * g->blk, (size_t)g->blk * sizeof(float));
+        }
+    }
+    free(row);
 }
 
 /* columns (blocks of blk) of src [rows][in] picked by idx */
 static lop_tensor gather_cols(lop_model *m, const lop_tensor *src, const int *idx, int n, int blk, lop_status *st) {
-    int64_t rows = src->shape[0], in = src->shape[1];
-    lop_tensor t = mk(m, rows, (int64_t)n * blk, 2, st);
-    float *row = malloc((size_t)in * sizeof(float));
-    if (!row) *st = lop_fail(LOP_ERR_OOM, "out of memory");
-    if (*st) return free(row), t;
-    float *d = t.data;
-    for (int64_t r = 0; r < rows; r++) {
-        lop_convert_to_f32(row, (const char *)src->data + (size_t)r * in * lop_dtype_size(src->dtype), src->dtype, in);
-        for (int i = 0; i < n; i++)
-            if (idx[i] >= 0) memcpy(d + r * n * blk + (int64_t)i * blk, row + (int64_t)idx[i] * blk, (size_t)blk * sizeof(float));
-    }
-    free(row);
+    lop_tensor t = mk(m, src->shape[0], (int64_t)n * blk, 2, 1, st);
+    if (*st) return t;
+    gather_job g = {src, t.data, idx, n, blk, src->shape[1], 0};
+    lop_parallel_for(src->shape[0], 16, cols_range, &g);
+    if (g.failed) *st = lop_fail(LOP_ERR_OOM, "out of memory");
     return t;
 }
 
 static lop_tensor bias_plus(lop_model *m, const lop_tensor *b, const float *add, int64_t D, lop_status *st) {
     if (!b->present && !add) return (lop_tensor){0};
-    lop_tensor t = mk(m, D, 1, 1, st);
+    lop_tensor t = mk(m, D, 1, 1, 0, st);
     if (*st) return t;
     float *d = t.data;
     if (b->present) lop_convert_to_f32(d, b->data, b->dtype, D);
