@@ -67,15 +67,6 @@ void kt_widen(float *d, const void *s, lop_dtype dt, int64_t n) {
     LOP_DISPATCH_T(dt, k_widen<T><<<grid_for(n, 256), 256>>>(d, (const T *)s, n));
 }
 
-__global__ void k_embed(float *x, const float *emb, const int32_t *tok, int dim) {
-    const float *e = emb + (int64_t)tok[blockIdx.x] * dim;
-    float *xr = x + (int64_t)blockIdx.x * dim;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) xr[i] = e[i];
-}
-void kt_embed(float *x, const float *emb, const int32_t *tok, int n, int dim) {
-    if (n > 0) k_embed<<<n, ROW_THREADS>>>(x, emb, tok, dim);
-}
-
 __global__ void k_embed_bwd(float *dE, const float *dx, const int32_t *tok, int dim) {
     float *e = dE + (int64_t)tok[blockIdx.x] * dim;
     const float *g = dx + (int64_t)blockIdx.x * dim;

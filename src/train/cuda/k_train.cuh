@@ -12,8 +12,6 @@
 
 /* d[n] = fp32 of s[n] stored as dt (F32, F16 or BF16) */
 void kt_widen(float *d, const void *s, lop_dtype dt, int64_t n);
-/* x[r] = emb[tok[r]] (rows of dim) */
-void kt_embed(float *x, const float *emb, const int32_t *tok, int n, int dim);
 /* dE[tok[r]] += dx[r] (atomic: tokens repeat) */
 void kt_embed_bwd(float *dE, const float *dx, const int32_t *tok, int n, int dim);
 /* y = w * x * r, r = 1/sqrt(mean(x^2) + eps), per row (lop_cpu_rmsnorm) */
@@ -43,7 +41,7 @@ int kt_attn_bwd(float *dq, float *dk, float *dv, float *DS, const float *P, cons
 /* h = silu(g) * u;  backward: du = dh silu(g), dg = dh u s (1 + g (1 - s)) (dg may alias dh) */
 void kt_swiglu(float *h, const float *g, const float *u, int64_t n);
 void kt_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
-/* xc[i] = x[rows[i]];  x[rows[i]] = xc[i] (rows of dim) */
+/* xc[i] = x[rows[i]] (also the embedding gather);  x[rows[i]] = xc[i] (rows of dim) */
 void kt_gather(float *xc, const float *x, const int32_t *rows, int nc, int dim);
 void kt_scatter(float *x, const float *xc, const int32_t *rows, int nc, int dim);
 /* Per row r of logits [nc][V]: nll[r] = logsumexp - logits[target[r]]; with grad, the row becomes

@@ -334,7 +334,7 @@ static lop_status head(lop_cu_trainer *t, const float *x, const int32_t *tokens,
 extern "C" lop_status lop_cu_trainer_embed(lop_cu_trainer *t, const int32_t *tokens, int n, float *x) {
     int D = t->m->cfg.dim;
     LOP_TRY(put(t->tok, tokens, (size_t)n * sizeof(int32_t)));
-    kt_embed(t->x, t->emb, t->tok, n, D);
+    kt_gather(t->x, t->emb, t->tok, n, D);
     LOP_TRY(get(x, t->x, (size_t)n * D * sizeof(float)));
     return sync_check(t, "embed");
 }
@@ -377,7 +377,7 @@ extern "C" lop_status lop_cu_trainer_loss(lop_cu_trainer *t, const uint8_t *skip
     const lop_config *c = &t->m->cfg;
     int n = n_seq * seq_len;
     LOP_TRY(put(t->tok, tokens, (size_t)n * sizeof(int32_t)));
-    kt_embed(t->x, t->emb, t->tok, n, c->dim);
+    kt_gather(t->x, t->emb, t->tok, n, c->dim);
     LOP_TRY(layers_fwd(t, skip, 0, c->n_layers, t->x, n_seq, seq_len));
     return head(t, t->x, tokens, n_seq, seq_len, first, 0, NULL, NULL, nll, n_scored);
 }
@@ -551,7 +551,7 @@ extern "C" lop_status lop_cu_trainer_backward(lop_cu_trainer *t, const uint8_t *
     /* forward, keeping activations */
     float *x = t->x_final;
     LOP_TRY(put(t->tok, tokens, (size_t)n * sizeof(int32_t)));
-    kt_embed(x, t->emb, t->tok, n, D);
+    kt_gather(x, t->emb, t->tok, n, D);
     for (int l = 0; l < c->n_layers; l++) {
         const cu_saved *sv = &t->saved[(size_t)l];
         if (!(skip[l] & LOP_SKIP_ATTN)) LOP_TRY(module_fwd(t, l, LOP_SKIP_ATTN, x, n_seq, seq_len, sv));
