@@ -21,6 +21,31 @@ static float rnd(uint64_t *s) {
     return (float)((*s >> 40) & 0xffffff) / 16777216.0f * 2 - 1;
 }
 
+/* every query head of one KV head at once: groups of 2 to 7 heads (three-head passes and the rest) */
+static void test_attention_group(void **st) {
+    (void)st;
+    if (!lop_cpu_simd_available()) skip();
+    uint64_t seed = 11;
+    static const int hds[] = {32, 64, 128}, ctxs[] = {1, 3, 4, 5, 17, 130, 1030}, groups[] = {2, 3, 4, 5, 7};
+    for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+        for (size_t b = 0; b < sizeof ctxs / sizeof *ctxs; b++)
+            for (size_t c = 0; c < sizeof groups / sizeof *groups; c++) {
+                int hd = hds[a], n = ctxs[b], nkv = 2, nh = nkv * groups[c], stride = nkv * hd + 8;
+                float *q = malloc(sizeof(float) * nh * hd), *K = malloc(sizeof(float) * n * stride),
+                      *V = malloc(sizeof(float) * n * stride), *o1 = malloc(sizeof(float) * nh * hd),
+                      *o2 = malloc(sizeof(float) * nh * hd), *s1 = malloc(sizeof(float) * n),
+                      *s2 = malloc(sizeof(float) * n * groups[c]);
+                for (int i = 0; i < nh * hd; i++) q[i] = 3 * rnd(&seed), o2[i] = NAN;
+                for (int i = 0; i < n * stride; i++) K[i] = rnd(&seed), V[i] = rnd(&seed);
+                lop_cpu_attention(o1, q, K, V, n, stride, nh, nkv, hd, 0, nh, s1);
+                for (int g = 0; g < nkv; g++) lop_cpu_attention_group_avx2(o2, q, K, V, n, stride, nh, nkv, hd, g, s2);
+                for (int i = 0; i < nh * hd; i++)
+                    if (!(fabsf(o1[i] - o2[i]) <= 2e-5f * (1 + fabsf(o1[i]))))
+                        fail_msg("group %d hd %d ctx %d [%d]: %.7f vs %.7f", groups[c], hd, n, i, o1[i], o2[i]);
+                free(q), free(K), free(V), free(o1), free(o2), free(s1), free(s2);
+            }
+}
+
 static void test_attention(void **st) {
     (void)st;
     if (!lop_cpu_simd_available()) skip();
@@ -132,7 +157,8 @@ static void test_backend_long_run(void **st) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_attention), cmocka_unit_test(test_swiglu_lse),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_group),
+                                       cmocka_unit_test(test_swiglu_lse),
                                        cmocka_unit_test(test_attention_run), cmocka_unit_test(test_backend_long_run)};
     return cmocka_run_group_tests_name("simd", tests, NULL, NULL);
 }

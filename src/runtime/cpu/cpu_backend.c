@@ -25,6 +25,7 @@ typedef struct cpu_layer {
 struct lop_backend {
     lop_model *m;
     int n_slots, max_seq, n_threads;
+    int max_group; /* query heads per KV head, widest layer (attention scratch rows per thread) */
     cpu_layer *L;
     const float *emb, *norm, *head;
     void **owned;
@@ -173,6 +174,7 @@ static lop_status cpu_create(lop_model *m, const lop_engine_opts *o, lop_backend
         L->bu = as_f32(be, &w->b_up, &st);
         L->bd = as_f32(be, &w->b_down, &st);
         if (s->n_heads) {
+            if (s->n_heads / s->n_kv_heads > be->max_group) be->max_group = s->n_heads / s->n_kv_heads;
             size_t kv = (size_t)be->n_slots * be->max_seq * s->n_kv_heads * s->head_dim;
             L->kc = be_alloc(be, kv * sizeof(float), "KV cache", &st);
             L->vc = be_alloc(be, kv * sizeof(float), "KV cache", &st);
@@ -181,7 +183,8 @@ static lop_status cpu_create(lop_model *m, const lop_engine_opts *o, lop_backend
         }
     }
     if (st == LOP_OK) {
-        be->scores = malloc((size_t)be->n_threads * be->max_seq * sizeof(float));
+        if (be->max_group < 1) be->max_group = 1;
+        be->scores = malloc((size_t)be->n_threads * be->max_group * be->max_seq * sizeof(float));
         if (!be->scores) st = lop_fail(LOP_ERR_OOM, "out of memory (attention scratch)");
     }
     if (st != LOP_OK) {
@@ -199,6 +202,7 @@ typedef struct attn_job {
     const cpu_layer *L;
     int nh, nkv, hd;
     int simd;           /* AVX2 attention (simd.h) */
+    int group;          /* ... by KV group (lop_cpu_attention_group_avx2) */
     const int32_t *idx; /* the tokens left to the per-token kernel */
     int n_idx;
 } attn_job;
@@ -222,7 +226,16 @@ static void attend(void *ctx, int64_t it0, int64_t it1, int thread) {
     attn_job *j = ctx;
     lop_backend *be = j->be;
     int qd = j->nh * j->hd, kvd = j->nkv * j->hd;
-    float *scratch = be->scores + (size_t)thread * be->max_seq;
+    float *scratch = be->scores + (size_t)thread * be->max_group * be->max_seq;
+    if (j->group) { /* items: (KV head, token), every query head of the group at once */
+        for (int64_t it = it0; it < it1; it++) {
+            int i = j->idx[it % j->n_idx], g = (int)(it / j->n_idx);
+            size_t base = (size_t)j->b->seq[i] * be->max_seq * kvd;
+            lop_cpu_attention_group_avx2(be->att + (int64_t)i * qd, be->q + (int64_t)i * qd, j->L->kc + base,
+                                         j->L->vc + base, j->b->pos[i] + 1, kvd, j->nh, j->nkv, j->hd, g, scratch);
+        }
+        return;
+    }
     for (int64_t it = it0; it < it1; it++) {
         int i = j->idx[it % j->n_idx], h = (int)(it / j->n_idx); /* head-major: one head's K/V stays in cache */
         size_t base = (size_t)j->b->seq[i] * be->max_seq * kvd;
@@ -289,7 +302,9 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
             lop_cpu_linear(be->q, xb, L->wq, L->bq, n, qd, dim);
             lop_cpu_linear(be->k, xb, L->wk, L->bk, n, kvd, dim);
             lop_cpu_linear(be->v, xb, L->wv, L->bv, n, kvd, dim);
-            attn_job job = {be, b, L, nh, nkv, hd, hd % 8 == 0 && lop_cpu_simd_available(), be->idx, 0};
+            int simd = hd % 8 == 0 && lop_cpu_simd_available(), G = nh / nkv;
+            attn_job job = {be, b, L, nh, nkv, hd, simd, simd && hd % 32 == 0 && G >= 2 && G <= LOP_ATT_MAX_GROUP,
+                            be->idx, 0};
             lop_parallel_for(n, 1, rope_and_cache, &job);
             /* runs of >= ATTN_RUN_MIN consecutive positions of one sequence: two GEMMs per head
              * (attn_run.h); every other token: the per-token kernel */
@@ -305,7 +320,7 @@ static lop_status cpu_forward(lop_backend *be, const lop_batch *b, float *logits
                 }
                 i = k;
             }
-            lop_parallel_for((int64_t)job.n_idx * nh, 1, attend, &job);
+            lop_parallel_for((int64_t)job.n_idx * (job.group ? nkv : nh), 1, attend, &job);
             lop_cpu_linear(xb, be->att, L->wo, L->bo, n, dim, qd);
             add_rows(x, xb, (int64_t)n * dim);
         }

@@ -138,6 +138,101 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
     }
 }
 
+/* out[h][c] = inv[h] * sum_t p[h][t] V[t][c] for three heads h at once (p rows n_ctx apart): each V
+ * row chunk is loaded once for the three (12 accumulators: 32 outputs of each head per pass) */
+AVX2 static void pv_heads3(float *out, const float *p, const float *inv, const float *Vh, int n_ctx, int kv_stride,
+                           int hd) {
+    const float *p0 = p, *p1 = p + n_ctx, *p2 = p + 2 * (int64_t)n_ctx;
+    for (int c0 = 0; c0 < hd; c0 += 32) {
+        __m256 c[3][4];
+#pragma GCC unroll 3
+        for (int g = 0; g < 3; g++)
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) c[g][r] = _mm256_setzero_ps();
+        for (int t = 0; t < n_ctx; t++) {
+            const float *v = Vh + (int64_t)t * kv_stride + c0;
+            if (t + ATT_PF < n_ctx) prefetch_row(v + (int64_t)ATT_PF * kv_stride, 32);
+            __m256 vr[4] = {_mm256_loadu_ps(v), _mm256_loadu_ps(v + 8), _mm256_loadu_ps(v + 16), _mm256_loadu_ps(v + 24)};
+            __m256 b[3] = {_mm256_set1_ps(p0[t]), _mm256_set1_ps(p1[t]), _mm256_set1_ps(p2[t])};
+#pragma GCC unroll 3
+            for (int g = 0; g < 3; g++)
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) c[g][r] = _mm256_fmadd_ps(b[g], vr[r], c[g][r]);
+        }
+#pragma GCC unroll 3
+        for (int g = 0; g < 3; g++) {
+            __m256 sc = _mm256_set1_ps(inv[g]);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) _mm256_storeu_ps(out + (int64_t)g * hd + c0 + 8 * r, _mm256_mul_ps(c[g][r], sc));
+        }
+    }
+}
+
+/* the same for one head, 32 outputs per pass */
+AVX2 static void pv_head(float *out, const float *p, float inv, const float *Vh, int n_ctx, int kv_stride, int hd) {
+    for (int c0 = 0; c0 < hd; c0 += 32) {
+        __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int t = 0; t < n_ctx; t++) {
+            const float *v = Vh + (int64_t)t * kv_stride + c0;
+            if (t + ATT_PF < n_ctx) prefetch_row(v + (int64_t)ATT_PF * kv_stride, 32);
+            __m256 b = _mm256_set1_ps(p[t]);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) c[r] = _mm256_fmadd_ps(b, _mm256_loadu_ps(v + 8 * r), c[r]);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) _mm256_storeu_ps(out + c0 + 8 * r, _mm256_mul_ps(c[r], _mm256_set1_ps(inv)));
+    }
+}
+
+/* All query heads of KV head kvh at once (decode): each key and value row is read once for the whole
+ * group instead of once per query head. Scores: four keys at a time, every head of the group against
+ * them while they sit in L1. Values: three heads per pass (pv_heads3), the rest one by one. */
+AVX2 void lop_cpu_attention_group_avx2(float *out, const float *q, const float *K, const float *V, int n_ctx,
+                                       int kv_stride, int n_heads, int n_kv, int hd, int kvh, float *scratch) {
+    int G = n_heads / n_kv, h0 = kvh * G;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *Kh = K + (int64_t)kvh * hd, *Vh = V + (int64_t)kvh * hd;
+    int t = 0;
+    for (; t + 4 <= n_ctx; t += 4) {
+        const float *k0 = Kh + (int64_t)t * kv_stride, *k1 = k0 + kv_stride, *k2 = k1 + kv_stride, *k3 = k2 + kv_stride;
+        if (t + ATT_PF < n_ctx)
+            for (int r = 0; r < 4; r++) prefetch_row(Kh + (int64_t)(t + ATT_PF + r) * kv_stride, hd);
+        for (int g = 0; g < G; g++) {
+            const float *qh = q + (int64_t)(h0 + g) * hd;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < hd; i += 8) {
+                __m256 qv = _mm256_loadu_ps(qh + i);
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+            }
+            _mm_storeu_ps(scratch + (int64_t)g * n_ctx + t, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+        }
+    }
+    for (; t < n_ctx; t++) {
+        const float *k0 = Kh + (int64_t)t * kv_stride;
+        for (int g = 0; g < G; g++) {
+            const float *qh = q + (int64_t)(h0 + g) * hd;
+            __m256 a0 = _mm256_setzero_ps();
+            for (int i = 0; i < hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(k0 + i), a0);
+            scratch[(int64_t)g * n_ctx + t] = hsum(a0) * scale;
+        }
+    }
+    float inv[LOP_ATT_MAX_GROUP];
+    for (int g = 0; g < G; g++) {
+        float *sg = scratch + (int64_t)g * n_ctx;
+        inv[g] = (float)(1.0 / exp_shifted(sg, n_ctx, max8(sg, n_ctx)));
+    }
+    for (int g0 = 0; g0 < G; g0 += 3) {
+        int m = G - g0 < 3 ? G - g0 : 3;
+        if (m == 3) pv_heads3(out + (int64_t)(h0 + g0) * hd, scratch + (int64_t)g0 * n_ctx, inv + g0, Vh, n_ctx, kv_stride, hd);
+        else
+            for (int g = g0; g < G; g++)
+                pv_head(out + (int64_t)(h0 + g) * hd, scratch + (int64_t)g * n_ctx, inv[g], Vh, n_ctx, kv_stride, hd);
+    }
+}
+
 AVX2 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) {
     int i = 0;
     __m256 vm = _mm256_set1_ps(-INFINITY);
@@ -187,6 +282,11 @@ void lop_cpu_attention_avx2(float *out, const float *q, const float *K, const fl
                             int n_heads, int n_kv, int hd, int h0, int h1, float *scratch) {
     (void)out, (void)q, (void)K, (void)V, (void)n_ctx, (void)kv_stride, (void)n_heads, (void)n_kv, (void)hd, (void)h0,
         (void)h1, (void)scratch;
+}
+void lop_cpu_attention_group_avx2(float *out, const float *q, const float *K, const float *V, int n_ctx, int kv_stride,
+                                  int n_heads, int n_kv, int hd, int kvh, float *scratch) {
+    (void)out, (void)q, (void)K, (void)V, (void)n_ctx, (void)kv_stride, (void)n_heads, (void)n_kv, (void)hd, (void)kvh,
+        (void)scratch;
 }
 void lop_cpu_swiglu_avx2(float *h, const float *g, const float *u, int64_t n) { (void)h, (void)g, (void)u, (void)n; }
 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) { (void)row, (void)V, (void)argmax; return 0; }

@@ -67,6 +67,25 @@ SKINNY_KERNEL(8)
  * FMAs -- the AVX2 kernel above issues one X load per FMA, which bounds it by loads, not by FMAs.
  * The k tail is a masked load, so any width works. */
 #define AVX512 __attribute__((target("avx512f")))
+
+/* The sums of 16 vectors at once: a transposing tree of 15 shuffle pairs and adds, lane l holding the
+ * sum of v[RED16[l]], instead of 16 full reductions of ~8 dependent steps each. At SmolLM2's width
+ * (576 inputs, 36 FMA steps per row) the separate reductions were a fifth of the kernel's work. */
+static const int RED16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+AVX512 static inline __m512 reduce16(const __m512 *v) {
+    __m512 l1[8], l2[4], l3[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        l1[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        l2[i] = _mm512_add_ps(_mm512_shuffle_f32x4(l1[2 * i], l1[2 * i + 1], 0x88),
+                              _mm512_shuffle_f32x4(l1[2 * i], l1[2 * i + 1], 0xDD));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        l3[i] = _mm512_add_ps(_mm512_shuffle_ps(l2[2 * i], l2[2 * i + 1], 0x44), _mm512_shuffle_ps(l2[2 * i], l2[2 * i + 1], 0xEE));
+    return _mm512_add_ps(_mm512_shuffle_ps(l3[0], l3[1], 0x88), _mm512_shuffle_ps(l3[0], l3[1], 0xDD));
+}
 #define SKINNY_KERNEL_512(NB)                                                                      \
     AVX512 static void rows2_##NB(float *Y, const float *X, const float *W, int out, int in, int64_t j0, \
                                   int64_t j1) {                                                    \
@@ -95,10 +114,18 @@ SKINNY_KERNEL(8)
                     a1[b] = _mm512_fmadd_ps(v1, x, a1[b]);                                         \
                 }                                                                                  \
             }                                                                                      \
-            for (int b = 0; b < NB; b++) {                                                         \
-                Y[(int64_t)b * out + j] = _mm512_reduce_add_ps(a0[b]);                             \
-                Y[(int64_t)b * out + j + 1] = _mm512_reduce_add_ps(a1[b]);                         \
-            }                                                                                      \
+            if (NB == 8) { /* v[b] = row j, v[8 + b] = row j + 1 of input b */                       \
+                __m512 v[16];                                                                      \
+                _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) v[b] = a0[b], v[8 + b] = a1[b]; \
+                float r[16];                                                                       \
+                _mm512_storeu_ps(r, reduce16(v));                                                  \
+                for (int l = 0; l < 16; l++)                                                       \
+                    Y[(int64_t)(RED16[l] & 7) * out + j + (RED16[l] >> 3)] = r[l];                 \
+            } else                                                                                 \
+                for (int b = 0; b < NB; b++) {                                                     \
+                    Y[(int64_t)b * out + j] = _mm512_reduce_add_ps(a0[b]);                         \
+                    Y[(int64_t)b * out + j + 1] = _mm512_reduce_add_ps(a1[b]);                     \
+                }                                                                                  \
         }                                                                                          \
         if (j < j1) rows_##NB(Y, X, W, out, in, j, j1); /* an odd last row */                      \
     }
