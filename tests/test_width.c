@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "core/half.h"
 #include "core/status.h"
 #include "model/save_hf.h"
 #include "prune/width.h"
@@ -306,12 +307,58 @@ static void test_bad_args(void **state) {
     lop_model_free(m);
 }
 
+/* Weights stored as bf16 score and select exactly as the same values stored as fp32 (the 16-bit
+ * path widens into scratch; fp32 weights are read in place) */
+static void bf16_values(lop_model *m, int store16) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int f = 0; f < LOP_LF_COUNT; f++) {
+            lop_tensor *t = lop_layer_tensor(&m->w.layers[l], f);
+            if (!t->present) continue;
+            int64_t n = lop_tensor_numel(t);
+            float *d = t->data;
+            uint16_t *h = store16 ? lop_model_malloc(m, (size_t)n * 2, "bf16") : NULL;
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t b = lop_f32_to_bf16(d[i]);
+                if (h) h[i] = b;
+                else d[i] = lop_bf16_to_f32(b);
+            }
+            if (h) t->data = h, t->dtype = LOP_BF16;
+        }
+}
+
+static void test_bf16_weights(void **state) {
+    (void)state;
+    for (int me = 0; me < LOP_WM_COUNT; me++) {
+        lop_width_plan p[2];
+        for (int k = 0; k < 2; k++) {
+            lop_model *m = model3(21);
+            bf16_values(m, k);
+            lop_calib cal;
+            assert_int_equal(lop_calib_random(m, 3, 8, 5, &cal), LOP_OK);
+            lop_width_opts o = opts((lop_width_method)me, LOP_GQA_QUERY, 0.25);
+            o.layer0 = 0, o.layer1 = 3;
+            memset(&p[k], 0, sizeof p[k]);
+            assert_int_equal(lop_width_plan_make(m, &cal, &o, &p[k]), LOP_OK);
+            lop_calib_free(&cal);
+            lop_model_free(m);
+        }
+        for (int l = 0; l < 3; l++) {
+            assert_memory_equal(p[0].head_score[l], p[1].head_score[l], 6 * sizeof(double));
+            assert_memory_equal(p[0].ch_score[l], p[1].ch_score[l], 24 * sizeof(double));
+            assert_memory_equal(p[0].ch_keep[l], p[1].ch_keep[l], 24);
+        }
+        lop_width_plan_free(&p[0]);
+        lop_width_plan_free(&p[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_magnitude_hand),        cmocka_unit_test(test_wanda_flap_hand),
         cmocka_unit_test(test_gqa_invariants),        cmocka_unit_test(test_flap_compensation),
         cmocka_unit_test(test_padded_equals_compact), cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_llm_pruner_hand),       cmocka_unit_test(test_round_and_params),
+        cmocka_unit_test(test_bf16_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

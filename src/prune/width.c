@@ -449,7 +449,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     /* scores (and, for wanda-sp, the selection layer by layer) */
     lop_trainer *tr = NULL;
     float *x = NULL, *x0 = NULL;
-    wbuf wb = {{NULL}};
+    float *wconv = NULL; /* o_proj / down_proj widened to fp32 when stored as 16-bit */
     double **mean_o = NULL, **mean_d = NULL;
     int ns = cal ? cal->n_samples : 0, T = cal ? cal->seq_len : 0, n = ns * T;
     lop_grad_store *gs = NULL;
@@ -477,8 +477,8 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
         x0 = st == LOP_OK ? malloc((size_t)n * D * sizeof(float)) : NULL;
         mean_o = calloc((size_t)L, sizeof(double *));
         mean_d = calloc((size_t)L, sizeof(double *));
-        if (st == LOP_OK && (!x || !x0 || !mean_o || !mean_d || wbuf_init(&wb, wbuf_cap(m, l0, l1))))
-            st = lop_fail(LOP_ERR_OOM, "out of memory");
+        wconv = st == LOP_OK ? malloc((size_t)wbuf_cap(m, l0, l1) * sizeof(float)) : NULL;
+        if (st == LOP_OK && (!x || !x0 || !mean_o || !mean_d || !wconv)) st = lop_fail(LOP_ERR_OOM, "out of memory");
         if (st == LOP_OK) st = lop_trainer_embed(tr, cal->tokens, n, x);
     }
     for (int l = 0; st == LOP_OK && l < L; l++) {
@@ -509,7 +509,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                     st = lop_fail(LOP_ERR_DEVICE, "width pruning: the projection input of layer %d is unavailable", l);
                     continue;
                 }
-                const float *W = f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]);
+                const float *W = f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wconv);
                 double *cs = malloc((size_t)in * sizeof(double)), *mu = malloc((size_t)in * sizeof(double));
                 uint8_t *drop = malloc((size_t)in);
                 if (!cs || !mu || !drop) st = lop_fail(LOP_ERR_OOM, "out of memory");
@@ -609,7 +609,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
                     st = lop_fail(LOP_ERR_OOM, "out of memory");
                     break;
                 }
-                comp_job cj = {f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wb.b[0]),
+                comp_job cj = {f32_of(mod == LOP_SKIP_ATTN ? &m->w.layers[l].wo : &m->w.layers[l].w_down, wconv),
                                mu, rm, 0, in, b};
                 for (int j = 0; j < in; j++)
                     if (!(mod == LOP_SKIP_ATTN ? p->head_keep[l][j / s->head_dim] : p->ch_keep[l][j])) rm[cj.n_rm++] = j;
@@ -623,7 +623,7 @@ lop_status lop_width_plan_make(lop_model *m, const lop_calib *cal, const lop_wid
     for (int l = 0; mean_o && l < L; l++) free(mean_o[l]), free(mean_d[l]);
     free(mean_o);
     free(mean_d);
-    wbuf_free(&wb);
+    free(wconv);
     p->seconds = lop_now() - t0;
     if (st != LOP_OK) return lop_width_plan_free(p), st;
     p->params_after = p->params_before;
