@@ -73,6 +73,24 @@ AVX2 static inline double exp_shifted(float *x, int n, float mx) {
     return sum;
 }
 
+/* q . k for four key rows at once, and for one (hd % 8 == 0) */
+AVX2 static inline __m128 dot4(const float *qh, const float *k0, const float *k1, const float *k2, const float *k3, int hd) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int i = 0; i < hd; i += 8) {
+        __m256 qv = _mm256_loadu_ps(qh + i);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+    }
+    return hsum4(a0, a1, a2, a3);
+}
+AVX2 static inline float dot1(const float *qh, const float *k0, int hd) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (int i = 0; i < hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(k0 + i), a0);
+    return hsum(a0);
+}
+
 #define ATT_PF 16 /* keys ahead */
 /* the n floats at p on their way to L1, one prefetch per 64-byte line */
 static inline void prefetch_row(const float *p, int n) {
@@ -94,21 +112,10 @@ AVX2 void lop_cpu_attention_avx2(float *out, const float *q, const float *K, con
              * every layer's cache from DRAM once, latency-bound without this) */
             if (t + ATT_PF < n_ctx)
                 for (int r = 0; r < 4; r++) prefetch_row(Kh + (int64_t)(t + ATT_PF + r) * kv_stride, hd);
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < hd; i += 8) {
-                __m256 qv = _mm256_loadu_ps(qh + i);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
-            }
-            _mm_storeu_ps(scratch + t, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+            _mm_storeu_ps(scratch + t, _mm_mul_ps(dot4(qh, k0, k1, k2, k3, hd), _mm_set1_ps(scale)));
         }
         for (; t < n_ctx; t++) {
-            const float *k0 = Kh + (int64_t)t * kv_stride;
-            __m256 a0 = _mm256_setzero_ps();
-            for (int i = 0; i < hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(k0 + i), a0);
-            scratch[t] = hsum(a0) * scale;
+            scratch[t] = dot1(qh, Kh + (int64_t)t * kv_stride, hd) * scale;
         }
         /* softmax (normalised below, with the values) */
         float inv = (float)(1.0 / exp_shifted(scratch, n_ctx, max8(scratch, n_ctx)));
@@ -199,24 +206,13 @@ AVX2 void lop_cpu_attention_group_avx2(float *out, const float *q, const float *
             for (int r = 0; r < 4; r++) prefetch_row(Kh + (int64_t)(t + ATT_PF + r) * kv_stride, hd);
         for (int g = 0; g < G; g++) {
             const float *qh = q + (int64_t)(h0 + g) * hd;
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < hd; i += 8) {
-                __m256 qv = _mm256_loadu_ps(qh + i);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
-            }
-            _mm_storeu_ps(scratch + (int64_t)g * n_ctx + t, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+            _mm_storeu_ps(scratch + (int64_t)g * n_ctx + t, _mm_mul_ps(dot4(qh, k0, k1, k2, k3, hd), _mm_set1_ps(scale)));
         }
     }
     for (; t < n_ctx; t++) {
         const float *k0 = Kh + (int64_t)t * kv_stride;
         for (int g = 0; g < G; g++) {
-            const float *qh = q + (int64_t)(h0 + g) * hd;
-            __m256 a0 = _mm256_setzero_ps();
-            for (int i = 0; i < hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(k0 + i), a0);
-            scratch[(int64_t)g * n_ctx + t] = hsum(a0) * scale;
+            scratch[(int64_t)g * n_ctx + t] = dot1(q + (int64_t)(h0 + g) * hd, k0, hd) * scale;
         }
     }
     float inv[LOP_ATT_MAX_GROUP];
