@@ -245,6 +245,33 @@ static void test_wider_model(void **st) {
     lop_model_free(m);
 }
 
+/* ---- 16-bit weights: widened on upload (CPU: widened on the host) ------------------------------- */
+static void test_bf16_weights(void **st) {
+    (void)st;
+    NEED_GPU();
+    lop_model *m = train_family_make(&TRAIN_FAMILIES[1], 61);
+    train_bf16_weights(m, 1);
+    lop_trainer *c, *g;
+    trainers(m, &c, &g);
+    int32_t tok[NSEQ * SEQ];
+    train_tokens(tok, NSEQ * SEQ, m->cfg.vocab_size, 17);
+    int64_t len = lop_wgrad_acc_len(m);
+    double *ac = calloc((size_t)len, sizeof(double)), *ag = calloc((size_t)len, sizeof(double)), nc, ng;
+    lop_wgrad wc = {ac, m->cfg.n_layers, 0}, wgd = {ag, m->cfg.n_layers, 0};
+    lop_grad_sink kc = lop_wgrad_sink(&wc), kg = lop_wgrad_sink(&wgd);
+    OK(lop_trainer_backward(c, tok, NSEQ, SEQ, FIRST, 1.0, &kc, &nc, NULL));
+    OK(lop_trainer_backward(g, tok, NSEQ, SEQ, FIRST, 1.0, &kg, &ng, NULL));
+    g_worst = 0;
+    check("bf16 loss", fabs(ng - nc) / fabs(nc), 1e-5);
+    double e = nerr_d(ag, ac, len);
+    printf("  bf16-stored weights: loss %.6f vs %.6f, W*dL/dW sums error %.2e (tolerance 1e-4)\n", ng, nc, e);
+    check("bf16 W * dL/dW sums", e, 1e-4);
+    free(ac), free(ag);
+    lop_trainer_free(c);
+    lop_trainer_free(g);
+    lop_model_free(m);
+}
+
 /* ---- the criteria on CUDA select what they select on the CPU ---------------------------------- */
 static void test_criteria_on_cuda(void **st) {
     (void)st;
@@ -308,6 +335,7 @@ int main(void) {
         cmocka_unit_test(test_forward_pieces),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_wider_model),
+        cmocka_unit_test(test_bf16_weights),
         cmocka_unit_test(test_criteria_on_cuda),
     };
     return cmocka_run_group_tests_name("train_cuda", tests, group_setup, NULL);

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "core/half.h"
 #include "core/status.h"
 #include "model/save_hf.h"
 #include "prune/width.h"
 #include "ref_double.h"
 #include "tiny_model.h"
+#include "train_families.h"
 #include "train/train.h"
 
 /* 3 layers, GQA 6 heads / 2 groups (head_dim 4), FFN 24; dim 16 */
@@ -309,30 +309,13 @@ static void test_bad_args(void **state) {
 
 /* Weights stored as bf16 score and select exactly as the same values stored as fp32 (the 16-bit
  * path widens into scratch; fp32 weights are read in place) */
-static void bf16_values(lop_model *m, int store16) {
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int f = 0; f < LOP_LF_COUNT; f++) {
-            lop_tensor *t = lop_layer_tensor(&m->w.layers[l], f);
-            if (!t->present) continue;
-            int64_t n = lop_tensor_numel(t);
-            float *d = t->data;
-            uint16_t *h = store16 ? lop_model_malloc(m, (size_t)n * 2, "bf16") : NULL;
-            for (int64_t i = 0; i < n; i++) {
-                uint16_t b = lop_f32_to_bf16(d[i]);
-                if (h) h[i] = b;
-                else d[i] = lop_bf16_to_f32(b);
-            }
-            if (h) t->data = h, t->dtype = LOP_BF16;
-        }
-}
-
 static void test_bf16_weights(void **state) {
     (void)state;
     for (int me = 0; me < LOP_WM_COUNT; me++) {
         lop_width_plan p[2];
         for (int k = 0; k < 2; k++) {
             lop_model *m = model3(21);
-            bf16_values(m, k);
+            train_bf16_weights(m, k);
             lop_calib cal;
             assert_int_equal(lop_calib_random(m, 3, 8, 5, &cal), LOP_OK);
             lop_width_opts o = opts((lop_width_method)me, LOP_GQA_QUERY, 0.25);

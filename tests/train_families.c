@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "core/half.h"
 #include "model/synth.h"
 #include "train_families.h"
 
@@ -48,4 +49,22 @@ int train_all_params(const lop_model *m, lop_param_id *ids) {
         for (int f = 0; f < LOP_LF_COUNT; f++)
             if (lop_layer_tensor_c(&m->w.layers[l], f)->present) ids[n++] = (lop_param_id){l, f};
     return n;
+}
+
+void train_bf16_weights(lop_model *m, int store16) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int f = 0; f < LOP_LF_COUNT; f++) {
+            lop_tensor *t = lop_layer_tensor(&m->w.layers[l], f);
+            if (!t->present || t->dtype != LOP_F32) continue;
+            int64_t n = lop_tensor_numel(t);
+            float *d = t->data;
+            uint16_t *h = store16 ? lop_model_malloc(m, (size_t)n * 2, "bf16 weights") : NULL;
+            assert_true(!store16 || h);
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t b = lop_f32_to_bf16(d[i]);
+                if (h) h[i] = b;
+                else d[i] = lop_bf16_to_f32(b);
+            }
+            if (h) t->data = h, t->dtype = LOP_BF16;
+        }
 }

@@ -24,4 +24,7 @@ lop_model *train_family_make(const train_family *f, uint64_t seed);
 void train_tokens(int32_t *tok, int n, int vocab, uint64_t seed);
 /* every present tensor of the model, global ones first; returns the count */
 int train_all_params(const lop_model *m, lop_param_id *ids);
+/* Rounds every fp32 layer tensor to bf16 values; store16: also stores them as bf16 (so a model with
+ * store16 = 0 and one with 1 hold exactly the same numbers in the two storage types). */
+void train_bf16_weights(lop_model *m, int store16);
 #endif
