@@ -171,6 +171,22 @@ void kt_rope(float *x, int n_heads, int hd, int n, int seq_len, const float *inv
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
+/* out[u] = scale * (row . R[u]) for u = 0..last, one warp per u; row (hd floats) is staged in rs
+ * (shared). Ends with the block synchronised. */
+__device__ void row_dots(float *out, float *rs, const float *row, const float *R, int last, int ld, int hd, float scale) {
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) rs[i] = row[i];
+    __syncthreads();
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+    for (int u = warp; u <= last; u += nw) {
+        const float *r = R + (int64_t)u * ld;
+        float d = 0;
+        for (int i = lane; i < hd; i += 32) d += rs[i] * r[i];
+        d = warp_sum(d);
+        if (lane == 0) out[u] = d * scale;
+    }
+    __syncthreads();
+}
+
 /* One block per (query row qi, head h, sequence): scores of keys 0..qi (one warp per key), softmax,
  * then the weighted sum of V rows (one thread per output element). */
 __global__ void k_attn_fwd(float *att, float *P, const float *q, const float *k, const float *v, int T, int nh,
@@ -180,19 +196,8 @@ __global__ void k_attn_fwd(float *att, float *P, const float *q, const float *k,
     int qi = blockIdx.x, h = blockIdx.y, seq = blockIdx.z;
     int qd = nh * hd, kvd = nkv * hd, kh = h / (nh / nkv);
     int64_t r0 = (int64_t)seq * T;
-    const float *qrow = q + (r0 + qi) * qd + (int64_t)h * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qrow[i];
-    __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const float *K = k + r0 * kvd + (int64_t)kh * hd, *V = v + r0 * kvd + (int64_t)kh * hd;
-    for (int u = warp; u <= qi; u += nw) {
-        const float *kr = K + (int64_t)u * kvd;
-        float d = 0;
-        for (int i = lane; i < hd; i += 32) d += qs[i] * kr[i];
-        d = warp_sum(d);
-        if (lane == 0) sc[u] = d * scale;
-    }
-    __syncthreads();
+    row_dots(sc, qs, q + (r0 + qi) * qd + (int64_t)h * hd, K, qi, kvd, hd, scale);
     float mx = -INFINITY;
     for (int u = threadIdx.x; u <= qi; u += blockDim.x) mx = fmaxf(mx, sc[u]);
     mx = block_max(mx);
@@ -245,19 +250,8 @@ __global__ void k_attn_bwd_q(float *dq, float *DS, const float *P, const float *
     int qi = blockIdx.x, h = blockIdx.y, seq = blockIdx.z;
     int qd = nh * hd, kvd = nkv * hd, kh = h / (nh / nkv);
     int64_t r0 = (int64_t)seq * T, prow = (((int64_t)seq * nh + h) * T + qi) * T;
-    const float *dorow = dO + (r0 + qi) * qd + (int64_t)h * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) dos[i] = dorow[i];
-    __syncthreads();
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
     const float *K = k + r0 * kvd + (int64_t)kh * hd, *V = v + r0 * kvd + (int64_t)kh * hd;
-    for (int u = warp; u <= qi; u += nw) {
-        const float *vr = V + (int64_t)u * kvd;
-        float d = 0;
-        for (int i = lane; i < hd; i += 32) d += dos[i] * vr[i];
-        d = warp_sum(d);
-        if (lane == 0) ds[u] = d;
-    }
-    __syncthreads();
+    row_dots(ds, dos, dO + (r0 + qi) * qd + (int64_t)h * hd, V, qi, kvd, hd, 1.0f);
     const float *Prow = P + prow;
     float pdp = 0;
     for (int u = threadIdx.x; u <= qi; u += blockDim.x) pdp += Prow[u] * ds[u];
