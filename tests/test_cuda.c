@@ -30,6 +30,7 @@
 #include "runtime/cpu/ops.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
+#include "nerr.h"
 #include "tiny_model.h"
 #ifdef LOP_HAVE_CUDA
 #include "runtime/cuda/cuda_api.h"
@@ -67,15 +68,6 @@ static float *rnd_array(uint64_t *s, int64_t n, float scale, int round16, lop_dt
     assert_non_null(a);
     for (int64_t i = 0; i < n; i++) a[i] = round16 ? round_dt(frand(s, scale), dt) : frand(s, scale);
     return a;
-}
-static double nerr(const float *got, const float *ref, int64_t n) {
-    double mx = 0, sc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= mx)) mx = d; /* NaN propagates */
-        if (fabs(ref[i]) > sc) sc = fabs(ref[i]);
-    }
-    return mx / (sc > 0 ? sc : 1);
 }
 #define CHECK_ERR(what, got, ref, n, tol)                                                          \
     do {                                                                                           \

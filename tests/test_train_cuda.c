@@ -20,6 +20,7 @@
 #include "prune/criteria.h"
 #include "prune/width.h"
 #include "train/train.h"
+#include "nerr.h"
 #include "train_families.h"
 
 #ifndef LOP_HAVE_CUDA
@@ -46,15 +47,6 @@ static int g_gpu;
         if (_s != LOP_OK) fail_msg("%s: %s", #expr, lop_last_error());                            \
     } while (0)
 
-static double nerr(const float *got, const float *ref, int64_t n) {
-    double mx = 0, sc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - ref[i]);
-        if (!(d <= mx)) mx = d; /* NaN propagates */
-        if (fabs(ref[i]) > sc) sc = fabs(ref[i]);
-    }
-    return mx / (sc > 0 ? sc : 1);
-}
 static double nerr_d(const double *got, const double *ref, int64_t n) {
     double mx = 0, sc = 0;
     for (int64_t i = 0; i < n; i++) {

@@ -245,8 +245,10 @@ static lop_status magnitude_all(const lop_model *m, lop_gqa_mode g, lop_width_pl
     int64_t per = 4 * job.cap * (int64_t)sizeof(float), most = ((int64_t)8 << 30) / (per > 0 ? per : 1);
     int t = n_threads > 0 ? n_threads : lop_n_cpus();
     if (t > most) t = most > 0 ? (int)most : 1;
+    int prev = lop_threads();
     lop_threads_set(t);
     lop_parallel_for(l1 - l0, 1, mag_layers, &job);
+    lop_threads_set(prev);
     return job.failed ? lop_fail(LOP_ERR_OOM, "out of memory: scoring scratch of %d threads", t) : LOP_OK;
 }
 

@@ -230,14 +230,8 @@ AVX2 void lop_cpu_attention_group_avx2(float *out, const float *q, const float *
 }
 
 AVX2 double lop_cpu_lse_avx2(const float *row, int V, int *argmax) {
-    int i = 0;
-    __m256 vm = _mm256_set1_ps(-INFINITY);
-    for (; i + 8 <= V; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + i));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    float mx = _mm_cvtss_f32(m4);
-    for (; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+    int i;
+    float mx = max8(row, V);
     int arg = 0;
     while (row[arg] != mx) arg++; /* the first maximum, as numpy / torch */
     /* exp in float, the 8 lanes summed in double every 256 values */

@@ -28,7 +28,7 @@ typedef struct cu_saved {
 
 struct lop_cu_trainer {
     lop_model *m;
-    int max_tokens, max_bwd, max_qd, max_kvd, max_ffn, max_nh;
+    int max_tokens, max_bwd, max_qd, max_kvd, max_ffn;
     int64_t big; /* largest tensor, elements */
     cublasHandle_t blas;
     int blas_err;
@@ -184,7 +184,6 @@ extern "C" lop_status lop_cu_trainer_create(lop_model *m, int max_tokens, int ma
         if (qd > t->max_qd) t->max_qd = qd;
         if (kvd > t->max_kvd) t->max_kvd = kvd;
         if (s->ffn_dim > t->max_ffn) t->max_ffn = s->ffn_dim;
-        if (s->n_heads > t->max_nh) t->max_nh = s->n_heads;
     }
     if (st == LOP_OK) st = sync_check(t, "weight upload");
     if (stage) dfree(t, stage);
