@@ -4,6 +4,9 @@
 # lop plot. Results land in OUTDIR (default bench/figure/<card>): <family>.csv/.json, the figure
 # (.png and .svg) with its gnuplot script and data.
 #   bench/figure.sh 7b|13b [OUTDIR] [extra lop bench options, e.g. --runs 5 --batch 1,2,4]
+# Env: ONLY="original width depth" (a subset: each model its own lop bench, <family>-<role>.json, so
+#   several GPUs can share a family: CUDA_VISIBLE_DEVICES=1 ONLY=width ...; the plot takes every
+#   <family>*.json in OUTDIR)   PLOT=0 (no plot; e.g. while other roles still run)
 # Expects a built build/lop with the CUDA backend (scripts/gpu_check.sh build does that on the
 # GPU machine).
 set -euo pipefail
@@ -24,7 +27,20 @@ case "$family" in
     labels="Original 13B,Width 9.5B,Depth 9.5B" ;;
 *) echo "family must be 7b or 13b" >&2; exit 2 ;;
 esac
-"$LOP" bench "${models[@]}" --labels "$labels" --device cuda --out "$out/$family" "$@"
-"$LOP" plot "$out/$family.json" -o "$out/$family-util.png"
-"$LOP" plot "$out/$family.json" -o "$out/$family-util.svg"
-"$LOP" plot "$out/$family.json" -o "$out/$family-mbu.png" --metric mbu --kind heatmap
+roles=(original width depth)
+IFS=, read -r -a label_list <<< "$labels"
+if [ -z "${ONLY:-}" ]; then
+    "$LOP" bench "${models[@]}" --labels "$labels" --device cuda --out "$out/$family" "$@"
+else
+    for i in 0 1 2; do
+        case " $ONLY " in *" ${roles[$i]} "*)
+            "$LOP" bench "${models[$i]}" --labels "${label_list[$i]}" --device cuda --out "$out/$family-${roles[$i]}" "$@" ;;
+        esac
+    done
+fi
+[ "${PLOT:-1}" = 1 ] || exit 0
+results=()
+for f in "$out/$family.json" "$out/$family"-{original,width,depth}.json; do [ -f "$f" ] && results+=("$f"); done
+"$LOP" plot "${results[@]}" -o "$out/$family-util.png"
+"$LOP" plot "${results[@]}" -o "$out/$family-util.svg"
+"$LOP" plot "${results[@]}" -o "$out/$family-mbu.png" --metric mbu --kind heatmap

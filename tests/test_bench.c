@@ -48,7 +48,7 @@ static void test_nvml_open(void **st) {
     (void)st;
     lop_nvml *n = NULL;
     lop_gpu_info info;
-    lop_status s = lop_nvml_open(0, &n, &info);
+    lop_status s = lop_nvml_open(NULL, &n, &info);
     if (s == LOP_OK) { /* a GPU machine: real readings */
         assert_true(strlen(info.name) > 0);
         assert_true(info.mem_total > 0);

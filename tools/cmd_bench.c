@@ -17,6 +17,9 @@
 #include "core/status.h"
 #include "io/file.h"
 #include "model/model.h"
+#ifdef LOP_HAVE_CUDA
+#include "runtime/cuda/cuda_api.h"
+#endif
 
 #define MAX_LIST 64
 #define MAX_MODELS 16
@@ -226,7 +229,12 @@ int cmd_bench(int argc, char **argv) {
     lop_nvml *nvml = NULL;
     lop_gpu_info gi;
     memset(&gi, 0, sizeof gi);
-    if (dev == LOP_DEVICE_CUDA && lop_nvml_open(0, &nvml, &gi) != LOP_OK)
+    char pci[32] = "";
+#ifdef LOP_HAVE_CUDA
+    /* the card CUDA runs on (CUDA_VISIBLE_DEVICES applies), found in NVML by its bus id */
+    if (dev == LOP_DEVICE_CUDA && lop_cuda_pci_bus_id(pci, sizeof pci) != LOP_OK) pci[0] = 0;
+#endif
+    if (dev == LOP_DEVICE_CUDA && lop_nvml_open(pci, &nvml, &gi) != LOP_OK)
         fprintf(stderr, "lop bench: %s: utilisation and memory readings will be empty\n", lop_last_error());
     char card[96];
     snprintf(card, sizeof card, "%s", dev == LOP_DEVICE_CPU ? "cpu" : gi.name[0] ? gi.name : "unknown GPU");

@@ -21,6 +21,7 @@ typedef struct api {
     nvml_ret (*shutdown)(void);
     const char *(*error_string)(nvml_ret);
     nvml_ret (*handle_by_index)(unsigned int, nvml_device *);
+    nvml_ret (*handle_by_pci)(const char *, nvml_device *);
     nvml_ret (*name)(nvml_device, char *, unsigned int);
     nvml_ret (*driver_version)(char *, unsigned int);
     nvml_ret (*cuda_driver_version)(int *);
@@ -72,6 +73,7 @@ static lop_status load_api(api *a) {
     SYM(shutdown, "nvmlShutdown");
     SYM(error_string, "nvmlErrorString");
     SYM(handle_by_index, "nvmlDeviceGetHandleByIndex_v2");
+    SYM(handle_by_pci, "nvmlDeviceGetHandleByPciBusId_v2");
     SYM(name, "nvmlDeviceGetName");
     SYM(driver_version, "nvmlSystemGetDriverVersion");
     SYM(utilization, "nvmlDeviceGetUtilizationRates");
@@ -101,7 +103,7 @@ void lop_nvml_close(lop_nvml *n) {
     free(n);
 }
 
-lop_status lop_nvml_open(int index, lop_nvml **out, lop_gpu_info *info) {
+lop_status lop_nvml_open(const char *pci_bus_id, lop_nvml **out, lop_gpu_info *info) {
     *out = NULL;
     lop_nvml *n = calloc(1, sizeof *n);
     if (!n) return lop_fail(LOP_ERR_OOM, "out of memory");
@@ -109,9 +111,10 @@ lop_status lop_nvml_open(int index, lop_nvml **out, lop_gpu_info *info) {
     nvml_ret r;
     if (st == LOP_OK && (r = n->a.init()) != NVML_OK)
         st = lop_fail(LOP_ERR_UNSUPPORTED, "NVML init failed: %s", err_str(n, r));
-    if (st == LOP_OK && (r = n->a.handle_by_index((unsigned)index, &n->dev)) != NVML_OK) {
+    int by_pci = pci_bus_id && pci_bus_id[0];
+    if (st == LOP_OK && (r = by_pci ? n->a.handle_by_pci(pci_bus_id, &n->dev) : n->a.handle_by_index(0, &n->dev)) != NVML_OK) {
         n->a.shutdown();
-        st = lop_fail(LOP_ERR_UNSUPPORTED, "NVML: no GPU %d: %s", index, err_str(n, r));
+        st = lop_fail(LOP_ERR_UNSUPPORTED, "NVML: no GPU %s: %s", by_pci ? pci_bus_id : "0", err_str(n, r));
     }
     if (st != LOP_OK) {
         n->dev = NULL;

@@ -16,8 +16,12 @@ typedef struct lop_gpu_info {
     int gpm_supported;
 } lop_gpu_info;
 
-/* Opens NVML on GPU `index`. LOP_ERR_UNSUPPORTED (with a message) when the library or GPU is absent. */
-lop_status lop_nvml_open(int index, lop_nvml **out, lop_gpu_info *info);
+/* Opens NVML on the GPU with this PCI bus id ("0000:19:00.0", as CUDA reports it for the device lop
+ * runs on), or on NVML's GPU 0 when pci_bus_id is NULL or empty. Why by bus id: NVML numbers every GPU
+ * of the machine and ignores CUDA_VISIBLE_DEVICES, so "GPU 0" of a process pinned to another card
+ * would read the wrong card's utilisation. LOP_ERR_UNSUPPORTED (with a message) when the library or
+ * GPU is absent. */
+lop_status lop_nvml_open(const char *pci_bus_id, lop_nvml **out, lop_gpu_info *info);
 void lop_nvml_close(lop_nvml *n);
 
 /* Current memory used on the device, bytes. */

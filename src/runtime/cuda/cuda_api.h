@@ -13,6 +13,8 @@ extern "C" {
 
 /* Number of usable CUDA devices; 0 when there is no device or no driver (why: in *reason). */
 int lop_cuda_device_count(const char **reason);
+/* PCI bus id ("0000:19:00.0") of device 0, the one lop runs on, for NVML. */
+lop_status lop_cuda_pci_bus_id(char *buf, int n);
 /* Free / total bytes of device 0 (creates the context). */
 lop_status lop_cuda_mem_info(int64_t *free_b, int64_t *total_b);
 

@@ -55,6 +55,11 @@ extern "C" int lop_cuda_device_count(const char **reason) {
     return n;
 }
 
+extern "C" lop_status lop_cuda_pci_bus_id(char *buf, int n) {
+    CK(cudaDeviceGetPCIBusId(buf, n, 0));
+    return LOP_OK;
+}
+
 extern "C" lop_status lop_cuda_mem_info(int64_t *free_b, int64_t *total_b) {
     size_t f = 0, t = 0;
     CK(cudaMemGetInfo(&f, &t));
