@@ -324,7 +324,17 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chai
     }
 }
 
-int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
+/* Rows up to which products take the hand GEMV instead of cuBLASLt: GEMV_MAX_NB, or fewer with
+ * LOP_CUDA_GEMV_MAX_NB=0..8 (bench/cuda_gemv_crossover.sh measures where cuBLASLt starts to win). */
+int k_gemv_max_batch(void) {
+    static int nb = -1;
+    if (nb < 0) {
+        const char *e = getenv("LOP_CUDA_GEMV_MAX_NB");
+        int v = e && *e ? atoi(e) : GEMV_MAX_NB;
+        nb = v < 0 ? 0 : v > GEMV_MAX_NB ? GEMV_MAX_NB : v;
+    }
+    return nb;
+}
 
 /* blocks of this kernel resident on the whole device at once (0 when the query fails) */
 template <typename K> static int resident_blocks(K kern, size_t smem) {
