@@ -545,7 +545,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
 static lop_status mm(lop_backend *be, const void *W, int ldw, int rows, const void *X, int ldx, int n, int mode,
                      float *Y, int ldy, const float *bias, void *H, int ldh, const float **pending) {
     cudaStream_t s = be->stream;
-    if (n <= k_gemv_max_batch()) {
+    if (n <= k_gemv_route_batch()) {
         k_gemv(W, ldw, be->dt, rows, X, ldx, n, mode, Y, ldy, bias, H, ldh, NULL, s);
         CK(cudaGetLastError());
         return LOP_OK;
@@ -574,7 +574,7 @@ static int decode_splits(const lop_backend *be, int n, const cu_layer *L) {
 
 /* the module's RMSNorm goes into its GEMV's prologue (k_gemv_xnorm) rather than a launch of its own */
 static int xnorm_here(const lop_backend *be, int n, const float *pending) {
-    return n <= k_gemv_max_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
+    return n <= k_gemv_route_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
 }
 
 /* ---- small-batch decode as GEMV chains ---- */
@@ -674,7 +674,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             if (!xn) k_rmsnorm(be->x, *pending, L->attn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_QKV);
-            if (n <= k_gemv_max_batch()) {
+            if (n <= k_gemv_route_batch()) {
                 /* (RMSNorm,) q/k/v product, bias and RoPE in one pass over the weights */
                 k_rope_args ra = {L->bqkv, be->d_seq, be->d_pos, L->inv_freq, L->nh, L->nkv, L->hd, be->max_seq,
                                   be->q, L->kc, L->vc};

@@ -324,13 +324,18 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chai
     }
 }
 
-/* Rows up to which products take the hand GEMV instead of cuBLASLt: GEMV_MAX_NB, or fewer with
- * LOP_CUDA_GEMV_MAX_NB=0..8 (bench/cuda_gemv_crossover.sh measures where cuBLASLt starts to win). */
-int k_gemv_max_batch(void) {
+int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
+
+/* Rows up to which decode products take the hand GEMV rather than cuBLASLt. On an H100
+ * (bench/cuda/gemv-crossover-h100.csv: LLaMA-7B and 13B, batch 1..8) the GEMV wins at 1 row
+ * (5.43 vs 5.97 ms per 7B step), ties at 2 and loses from 4 (7B batch 8: 9.31 vs 6.05 ms): its
+ * per-row FMA and register cost grows with the rows while cuBLASLt's tensor-core tiles are as cheap
+ * at 8 rows as at 1. Default 2; LOP_CUDA_GEMV_MAX_NB=0..8 sets it (the crossover script uses it). */
+int k_gemv_route_batch(void) {
     static int nb = -1;
     if (nb < 0) {
         const char *e = getenv("LOP_CUDA_GEMV_MAX_NB");
-        int v = e && *e ? atoi(e) : GEMV_MAX_NB;
+        int v = e && *e ? atoi(e) : 2;
         nb = v < 0 ? 0 : v > GEMV_MAX_NB ? GEMV_MAX_NB : v;
     }
     return nb;

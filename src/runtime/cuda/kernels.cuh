@@ -63,7 +63,8 @@ typedef struct k_xnorm_args {
     float eps;
     int dim;
 } k_xnorm_args;
-int k_gemv_max_batch(void);
+int k_gemv_max_batch(void);   /* rows the hand GEMV kernels take at most (GEMV_MAX_NB) */
+int k_gemv_route_batch(void); /* rows up to which decode products use them rather than cuBLASLt */
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
             const float *bias, void *H, int ldh, const k_rope_args *rope, cudaStream_t s);
 /* whether k_gemv_xnorm takes nb tokens of this shape; whether the backend uses it (LOP_CUDA_XNORM != 0) */
