@@ -68,6 +68,13 @@ run width4.9b_r64_b1 synth:llama-7b:heads=21@4-29:ffn=7168@4-29 1 128
 run 13b_b1 synth:llama-13b 1 128
 run 7b_b256 synth:llama-7b 256 128
 run 7b_b16 synth:llama-7b 16 128
+# cuBLASLt's algorithms for the decode shapes as the heuristic first guesses them (as before the
+# eager tuning pass ahead of the graph capture), and the hand GEMV at 8 rows (the old routing)
+LOP_CUDA_DECODE_TUNE=0 run 7b_b16_untuned synth:llama-7b 16 128
+run 7b_b8 synth:llama-7b 8 128
+LOP_CUDA_GEMV_MAX_NB=8 run 7b_b8_gemv synth:llama-7b 8 128
+LOP_CUDA_DECODE_TUNE=0 run 7b_b64_untuned synth:llama-7b 64 128
+run 7b_b64 synth:llama-7b 64 128
 # prefill 8 x 512: a 512-token prompt, one new token
 p512=$(seq 1 512 | awk '{printf "%s%d", (NR>1?",":""), 100+($1*7919)%31000}')
 pout=$($LOP -q generate synth:llama-7b --device cuda --ids $p512 -n 1 --batch 8 --ignore-eos --warmup 1 --runs 3 2>&1 >/dev/null)

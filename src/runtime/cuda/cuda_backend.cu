@@ -855,11 +855,31 @@ static lop_status enqueue_step(lop_backend *be, int n, k_sample_params sp) {
     return LOP_OK;
 }
 
+/* an on-by-default switch set to 0 in the environment */
+static int env_off(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && atoi(v) == 0;
+}
+
 static lop_status capture(lop_backend *be, int n, k_sample_params sp) {
     if (be->gexec) {
         if (be->g_n == n && !memcmp(&be->g_p, &sp, sizeof sp)) return LOP_OK;
         cudaGraphExecDestroy(be->gexec);
         be->gexec = NULL;
+    }
+    /* cuBLASLt's algorithm for a shape is chosen by timing candidates the first time lop meets the
+     * shape (cu_gemm.cu), which cannot happen inside a capture (it waits for the GPU): products first
+     * met there would keep the heuristic's first guess for good, and a decode step's shapes (n rows)
+     * are met nowhere else. So the step's forward runs once before the capture: same tokens and
+     * positions as the captured step, so its K/V rows are the ones that step writes again, and the
+     * logits it overwrites were sampled already. LOP_CUDA_DECODE_TUNE=0 leaves it out. */
+    if (n > k_gemv_route_batch() && !env_off("LOP_CUDA_DECODE_TUNE")) {
+        const float *pending = NULL;
+        be->capturing = 1; /* no trace events for this pass */
+        lop_status st = run_layers(be, n, 1, 0, &pending);
+        if (st == LOP_OK) st = run_head(be, NULL, n, pending, be->logits);
+        be->capturing = 0;
+        LOP_TRY(st);
     }
     CK(cudaStreamBeginCapture(be->stream, cudaStreamCaptureModeThreadLocal));
     be->capturing = 1;
