@@ -57,15 +57,17 @@ bench() { # device extra-args...
     "$LOP" bench "$gguf" "$width" "$depth" --labels "$labels" --device "$dev" --out "$out/bench" "$@"
 }
 echo "== lop bench: Original / Width / Depth"
+evdev=cpu
 if nvidia-smi -L >/dev/null 2>&1 && bench cuda; then
-    metric=util
+    metric=util evdev=cuda
 else
     echo "(no usable GPU: the CPU over batch 1-16 x length 16-128, one timed run per cell)"
     bench cpu --batch 1,2,4,8,16 --len 16,32,64,128 --warmup 1 --runs 1
     metric=throughput
 fi
 echo
-"$LOP" plot "$out/bench.json" -o "$out/figure.png" --metric "$metric" --lengths 128,$([ "$metric" = util ] && echo 512 || echo 64)
+"$LOP" plot "$out/bench.json" -o "$out/figure.png" --metric "$metric" --lengths 128,$([ "$metric" = util ] && echo 512 || echo 64) ||
+    echo "(figure not drawn; its gnuplot script and data are in $out)"
 echo
 
 # ---- short evaluation of the three (full runs: docs/eval.md, bench/eval/)
@@ -74,9 +76,9 @@ if [ "$real" = 1 ] && [ -f "$data/wikitext2/wiki.test.raw" ] && [ -d "$data/zero
     i=0
     for m in "$gguf" "$width" "$depth"; do
         i=$((i + 1))
-        echo "== lop eval $m (short: 32 WikiText-2 windows of 128 tokens, 40 items per zero-shot task)"
+        echo "== lop eval $m --device $evdev (short: 32 WikiText-2 windows of 128 tokens, 40 items per zero-shot task)"
         "$LOP" eval "$m" --ppl "$data/wikitext2/wiki.test.raw" --ctx 128 --ppl-windows 32 --tasks all \
-            --data "$data/zeroshot" --limit 40 | tee "$out/eval-$i.txt"
+            --data "$data/zeroshot" --limit 40 --device "$evdev" | tee "$out/eval-$i.txt"
         echo
     done
     evals=1

@@ -3,7 +3,9 @@
 # Debian -dev packages carried as .deb files (that machine has nvcc, torch and transformers but none of
 # our packages and no network), run the CUDA tests, the HF-transformers parity on full-size shapes,
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench hf (train: the CUDA trainer and bench/prune_gpu.sh)
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench hf demo
+#   (train: the CUDA trainer and bench/prune_gpu.sh; demo: scripts/demo.sh, make demo's GPU path, when the
+#   SmolLM2 GGUF is in models/ and LOP_DATA names the data folder -- that machine has no apt-get/pip network)
 # Write the commit to an ignored file COMMIT (git rev-parse --short HEAD > COMMIT) and carry it: the
 # records and the binary's embedded commit then name it.
 # Test the build stage on a machine without a GPU first: it needs only nvcc and the .deb files.
@@ -117,4 +119,11 @@ if has hf; then
     stamp "HF anchor"
     timeout 110 python3 bench/hf_anchor.py 1 128 2 2>&1 | grep -v Warning | tee "$OUT/hf_anchor.txt"
     stamp "HF anchor done"
+fi
+
+if has demo; then # make demo without its dependency step (the packages come from the .deb files here)
+    stamp "demo"
+    timeout 400 scripts/demo.sh "$BUILD" > "$OUT/demo.log" 2>&1; echo "demo exit $?"
+    tail -8 "$OUT/demo.log"
+    stamp "demo done"
 fi

@@ -121,6 +121,19 @@ static void test_plot_files(void **st) {
         assert_memory_equal(text, "\x89PNG", 4);
         free(text);
     }
+    { /* without gnuplot: the script is still written, and the error says where to run it */
+        char *old_path = getenv("PATH") ? strdup(getenv("PATH")) : NULL, want[300];
+        setenv("PATH", dir, 1); /* a folder without gnuplot */
+        o.run_gnuplot = 1;
+        lop_status s = lop_plot(&r, &o, &rendered);
+        if (old_path) setenv("PATH", old_path, 1);
+        free(old_path);
+        assert_int_equal(s, LOP_ERR_UNSUPPORTED);
+        assert_int_equal(rendered, 0);
+        snprintf(want, sizeof want, "cd %s && gnuplot fig.gp", dir);
+        assert_non_null(strstr(lop_last_error(), want));
+        o.run_gnuplot = 0;
+    }
     /* bad figure type and malformed results */
     snprintf(fig, sizeof fig, "%s/fig.jpg", dir);
     o.output = fig;

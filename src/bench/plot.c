@@ -240,13 +240,13 @@ lop_status lop_plot(const lop_results *r, const lop_plot_opts *o, int *rendered)
     /* the script runs from the output's folder, so data paths are relative to it */
     char gp[1100];
     snprintf(gp, sizeof gp, "%s.gp", x.base);
-    lop_atomic_file af;
-    LOP_TRY(lop_atomic_open(&af, gp));
-    FILE *f = af.fp;
     int n_heat = o->kind == LOP_PLOT_LATENCY ? 0 : x.ng;
     int n_lat = o->kind == LOP_PLOT_HEATMAP ? 0 : n_lens;
     if (n_heat + n_lat == 0)
         return lop_fail(LOP_ERR_ARG, "no latency measured at lengths %d or %d (use --lengths)", want[0], want[1]);
+    lop_atomic_file af;
+    LOP_TRY(lop_atomic_open(&af, gp));
+    FILE *f = af.fp;
     int cols = n_heat > n_lat ? n_heat : n_lat, rows = (n_heat > 0) + (n_lat > 0);
     fprintf(f, "# lop plot: %s. Edit freely; run: cd <this folder> && gnuplot %s.gp\n", metric_title(o->metric),
             x.base_name);
@@ -260,14 +260,16 @@ lop_status lop_plot(const lop_results *r, const lop_plot_opts *o, int *rendered)
     fprintf(f, "unset multiplot\n");
     LOP_TRY(lop_atomic_commit(&af));
     if (!o->run_gnuplot) return LOP_OK;
+    /* the output's folder: "." for a bare name, "/" for a file at the root */
+    char dir[1024];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == x.base ? 1 : (int)(slash - x.base), x.base);
     if (system("command -v gnuplot >/dev/null 2>&1") != 0)
         return lop_fail(LOP_ERR_UNSUPPORTED,
                         "gnuplot not found: wrote %s and its data; install gnuplot (Debian: apt-get install gnuplot-nox) "
                         "and run: cd %s && gnuplot %s.gp",
-                        gp, slash ? x.base : ".", x.base_name);
+                        gp, dir, x.base_name);
     char cmd[2400];
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - x.base) : 1, slash ? x.base : ".");
     snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot '%s.gp' 2>&1", dir, x.base_name);
     FILE *p = popen(cmd, "r");
     char msg[512] = "";
