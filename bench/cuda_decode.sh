@@ -58,6 +58,10 @@ LOP_CUDA_XNORM=0 run 7b_b1_sepnorm synth:llama-7b 1 128
 LOP_CUDA_GEMV_GRID=0 run 7b_b1_waves synth:llama-7b 1 128
 LOP_CUDA_XNORM=0 LOP_CUDA_GEMV_GRID=0 run 7b_b1_sepnorm_waves synth:llama-7b 1 128
 LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
+# q/k/v's v rows two to a work item (opt-in until measured), before and after the default
+run 7b_b1_pre synth:llama-7b 1 128
+LOP_CUDA_VPAIR=1 run 7b_b1_vpair synth:llama-7b 1 128
+LOP_CUDA_VPAIR=1 run 13b_b1_vpair synth:llama-13b 1 128
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0

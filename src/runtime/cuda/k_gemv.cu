@@ -90,17 +90,21 @@ __device__ __forceinline__ void stage_prologue(const T *X, int ldx, T *xs) {
 
 /* The rows of one work item: a single row (r0 == r1) or a pair (SwiGLU gate/up, RoPE rotation). */
 struct gemv_item {
-    int r0, r1, pair, zero_pad, hh, j;
+    int r0, r1, pair, zero_pad, hh, j, vrows; /* vrows: a v item (1 or 2 rows), no rotation */
 };
+/* GEMV_ROPE's items: (nh + nkv) x hd/2 rotation pairs, then the nkv x hd v rows, one per item or
+ * (ra.vpair) two, so that every warp reads two rows and none finishes at half time */
+__host__ __device__ __forceinline__ int rope_items(const k_rope_args &ra) {
+    const int kvd = ra.nkv * ra.hd;
+    return (ra.nh + ra.nkv) * (ra.hd / 2) + (ra.vpair ? (kvd + 1) / 2 : kvd);
+}
 template <int MODE>
 __device__ __forceinline__ int gemv_n_items(int rows, const k_rope_args &ra) {
-    return MODE == GEMV_SWIGLU ? lop_pad8(rows / 2)
-         : MODE == GEMV_ROPE   ? (ra.nh + ra.nkv) * (ra.hd / 2) + ra.nkv * ra.hd
-                               : rows;
+    return MODE == GEMV_SWIGLU ? lop_pad8(rows / 2) : MODE == GEMV_ROPE ? rope_items(ra) : rows;
 }
 template <int MODE>
 __device__ __forceinline__ gemv_item gemv_item_at(int item, int rows, const k_rope_args &ra) {
-    gemv_item it = {item, item, MODE == GEMV_SWIGLU, 0, 0, 0};
+    gemv_item it = {item, item, MODE == GEMV_SWIGLU, 0, 0, 0, 0};
     if (MODE == GEMV_SWIGLU) {
         const int f = rows / 2;
         if (item >= f) it.zero_pad = 1, it.pair = 0; /* an FFN pad column: written as zero */
@@ -114,8 +118,14 @@ __device__ __forceinline__ gemv_item gemv_item_at(int item, int rows, const k_ro
             it.r0 = it.hh * ra.hd + it.j;
             it.r1 = it.r0 + half;
             it.pair = 1;
+        } else if (ra.vpair) {
+            const int v = 2 * (item - n_pairs);
+            it.r0 = it.r1 = ra.nh * ra.hd + kvd + v;
+            it.vrows = 1;
+            if (v + 1 < kvd) it.r1 = it.r0 + 1, it.pair = 1, it.vrows = 2;
         } else {
             it.r0 = it.r1 = ra.nh * ra.hd + kvd + (item - n_pairs);
+            it.vrows = 1;
         }
     }
     return it;
@@ -229,7 +239,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
                 const int64_t slot = ra.seq[b];
                 float x0 = acc0[b], x1 = acc1[b];
                 if (ra.b) x0 += ra.b[r0], x1 += ra.b[r1];
-                if (pair) {
+                if (!it.vrows) {
                     float an = (float)p * ra.inv_freq[it.j], sn, cs;
                     sincosf(an, &sn, &cs);
                     float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
@@ -242,8 +252,10 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
                         kr[it.j + half] = __float2half_rn(y1);
                     }
                 } else {
-                    int c = r0 - qd - ra.nkv * ra.hd, g2 = c / ra.hd, d = c - g2 * ra.hd;
-                    ra.vc[((slot * ra.nkv + g2) * ra.max_seq + p) * ra.hd + d] = __float2half_rn(x0);
+                    for (int k = 0; k < it.vrows; k++) {
+                        int c = (k ? r1 : r0) - qd - ra.nkv * ra.hd, g2 = c / ra.hd, d = c - g2 * ra.hd;
+                        ra.vc[((slot * ra.nkv + g2) * ra.max_seq + p) * ra.hd + d] = __float2half_rn(k ? x1 : x0);
+                    }
                 }
             }
         }
@@ -377,9 +389,14 @@ static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
 }
 
 static int phase_items(const k_gemv_phase &a, int mode) {
-    return mode == GEMV_SWIGLU ? lop_pad8(a.rows / 2)
-         : mode == GEMV_ROPE   ? (a.ra.nh + a.ra.nkv) * (a.ra.hd / 2) + a.ra.nkv * a.ra.hd
-                               : a.rows;
+    return mode == GEMV_SWIGLU ? lop_pad8(a.rows / 2) : mode == GEMV_ROPE ? rope_items(a.ra) : a.rows;
+}
+
+/* opt-in (LOP_CUDA_VPAIR=1) until measured: q/k/v's v rows two to a work item, as its RoPE pairs are */
+static int gemv_vpair(void) {
+    static int on = -1;
+    if (on < 0) on = getenv("LOP_CUDA_VPAIR") && atoi(getenv("LOP_CUDA_VPAIR")) != 0;
+    return on;
 }
 
 template <typename T, int MODE, int XN>
@@ -416,7 +433,7 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.X = X, a.ldx = ldx, a.Y = Y, a.ldy = ldy, a.bias = bias;
     a.H = H, a.ldh = ldh;
-    if (rope) a.ra = *rope;
+    if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(a, nb, s);
         else if (mode == GEMV_ACC) launch_mode<T, GEMV_ACC, 0>(a, nb, s);
@@ -440,7 +457,7 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
-    if (rope) a.ra = *rope;
+    if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
         else launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
@@ -499,7 +516,7 @@ int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
 
 void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s) {
     k_gemv_chain_args c = {};
-    for (int i = 0; i < n; i++) c.ph[i] = ph[i];
+    for (int i = 0; i < n; i++) c.ph[i] = ph[i], c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
     c.n = n, c.bar = bar;
     const size_t smem = chain_smem(ph, n, nb);
     LOP_DISPATCH_T(dt, {
