@@ -6,4 +6,6 @@
 #include <stdint.h>
 
 double nerr(const float *got, const float *ref, int64_t n);
+/* The same over doubles; a position NaN in both (a score a method leaves undefined) is skipped. */
+double nerr_d(const double *got, const double *ref, int64_t n);
 #endif

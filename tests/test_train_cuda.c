@@ -47,16 +47,6 @@ static int g_gpu;
         if (_s != LOP_OK) fail_msg("%s: %s", #expr, lop_last_error());                            \
     } while (0)
 
-static double nerr_d(const double *got, const double *ref, int64_t n) {
-    double mx = 0, sc = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(ref[i]) && isnan(got[i])) continue;
-        double d = fabs(got[i] - ref[i]);
-        if (!(d <= mx)) mx = d;
-        if (fabs(ref[i]) > sc) sc = fabs(ref[i]);
-    }
-    return mx / (sc > 0 ? sc : 1);
-}
 static double g_worst;
 static void check(const char *what, double e, double tol) {
     if (e > g_worst || isnan(e)) g_worst = e;

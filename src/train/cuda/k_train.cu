@@ -187,6 +187,16 @@ __device__ void row_dots(float *out, float *rs, const float *row, const float *R
     __syncthreads();
 }
 
+/* out[i] = sum over u = 0..last of w[u] * R[u][i], i < hd (the probability- or gradient-weighted sum
+ * of V or K rows that ends the attention forward and the dQ of its backward); every thread */
+__device__ void weighted_rows(float *out, const float *w, const float *R, int last, int ld, int hd) {
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float o = 0;
+        for (int u = 0; u <= last; u++) o += w[u] * R[(int64_t)u * ld + i];
+        out[i] = o;
+    }
+}
+
 /* One block per (query row qi, head h, sequence): scores of keys 0..qi (one warp per key), softmax,
  * then the weighted sum of V rows (one thread per output element). */
 __global__ void k_attn_fwd(float *att, float *P, const float *q, const float *k, const float *v, int T, int nh,
@@ -215,12 +225,7 @@ __global__ void k_attn_fwd(float *att, float *P, const float *q, const float *k,
         if (Prow) Prow[u] = sc[u];
     }
     __syncthreads();
-    float *orow = att + (r0 + qi) * qd + (int64_t)h * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float o = 0;
-        for (int u = 0; u <= qi; u++) o += sc[u] * V[(int64_t)u * kvd + i];
-        orow[i] = o;
-    }
+    weighted_rows(att + (r0 + qi) * qd + (int64_t)h * hd, sc, V, qi, kvd, hd);
 }
 
 static int att_smem(int T, int hd, size_t *bytes) {
@@ -262,12 +267,7 @@ __global__ void k_attn_bwd_q(float *dq, float *DS, const float *P, const float *
         DS[prow + u] = x;
     }
     __syncthreads();
-    float *dqrow = dq + (r0 + qi) * qd + (int64_t)h * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float a = 0;
-        for (int u = 0; u <= qi; u++) a += ds[u] * K[(int64_t)u * kvd + i];
-        dqrow[i] = a;
-    }
+    weighted_rows(dq + (r0 + qi) * qd + (int64_t)h * hd, ds, K, qi, kvd, hd);
 }
 
 /* One block per (key row u, KV head, sequence): dk = sum over the group's heads and the queries
