@@ -10,37 +10,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 csv=${1:-bench/cuda/results.csv}
 B=${2:-build}
-LOP=$B/lop
-ids=1,450,4955,310,278,4223,4086,16410,411,278,18647,310
-samp="--temp 1 --top-k 50 --top-p 0.95 --seed 1"
-bw_out=$($B/cuda_bw) || { echo "cuda_bw failed"; exit 1; }
-echo "$bw_out"
-read_bw=$(echo "$bw_out" | awk '$1=="read_GBps"{print $2}')
-gemm=$(echo "$bw_out" | awk '$1=="gemm_7b_layer_mix_TFLOPs"{print $2}')
-gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
-cuda=$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
-commit=$(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)
-echo "# gpu=$gpu; cuda=$cuda; commit=$commit; read_GBps=$read_bw; cublas_fp16_gemm_TFLOPs=$gemm; date=$(date -u +%FT%TZ)" > "$csv"
-echo "case,model,batch,new_tokens,ms_per_step,tok_per_s,achieved_GBps,pct_of_read_bw,prefill_ms,plan_GiB" >> "$csv"
-
-run() { # name spec batch L extra...
-    local name=$1 spec=$2 b=$3 L=$4; shift 4
-    local out
-    out=$($LOP -q generate "$spec" --device cuda --ids $ids -n "$L" --batch "$b" --ignore-eos $samp --warmup 1 --runs 3 "$@" 2>&1 >/dev/null)
-    local rc=$?
-    echo "== $name: $spec batch $b L $L $*"
-    echo "$out"
-    if [ $rc -ne 0 ]; then echo "$name,$spec,$b,$L,FAILED,,,,," >> "$csv"; return; fi
-    local line ms tps gbs pct pre plan
-    line=$(echo "$out" | grep '^decode:')
-    ms=$(echo "$line" | sed -E 's/.*: ([0-9.]+) ms\/token step.*/\1/')
-    tps=$(echo "$line" | sed -E 's/.*, ([0-9.]+) tok\/s.*/\1/')
-    gbs=$(echo "$line" | sed -E 's/.*, ([0-9.]+) GB\/s.*/\1/')
-    pct=$(awk "BEGIN{printf \"%.1f\", 100*$gbs/$read_bw}")
-    pre=$(echo "$out" | sed -n 's/.*prefill median \([0-9.]*\) ms.*/\1/p')
-    plan=$(echo "$out" | sed -n 's/^plan:.* = \([0-9.]*\) GiB.*/\1/p')
-    echo "$name,$spec,$b,$L,$ms,$tps,$gbs,$pct,$pre,$plan" >> "$csv"
-}
+source bench/cuda_run.sh
+cuda_bench_init "$csv" "$B" || exit 1
 # GEMV loop variants (k_gemv.cu) and programmatic dependent launch: BENCH_VARIANTS=1 measures them
 # and uses the fastest variant for everything after (exported as LOP_CUDA_GEMV)
 if [ -n "${BENCH_VARIANTS:-}" ]; then
@@ -50,18 +21,7 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-# the defaults against: GEMV chains with grid barriers (default: one launch per product), RMSNorm as
-# its own launch (default: in the GEMV prologue), GEMV grids of one item per warp (default: resident
-# grid, grid-stride), both (= the code of run5), PDL launches
-LOP_CUDA_CHAIN=1 run 7b_b1_chain synth:llama-7b 1 128
-LOP_CUDA_XNORM=0 run 7b_b1_sepnorm synth:llama-7b 1 128
-LOP_CUDA_GEMV_GRID=0 run 7b_b1_waves synth:llama-7b 1 128
-LOP_CUDA_XNORM=0 LOP_CUDA_GEMV_GRID=0 run 7b_b1_sepnorm_waves synth:llama-7b 1 128
-LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
-# q/k/v's v rows two to a work item (opt-in until measured), before and after the default
-run 7b_b1_pre synth:llama-7b 1 128
-LOP_CUDA_VPAIR=1 run 7b_b1_vpair synth:llama-7b 1 128
-LOP_CUDA_VPAIR=1 run 13b_b1_vpair synth:llama-13b 1 128
+# (the batch-1 engine switches -- chains, PDL, occupancy, v pairing -- are measured by cuda_b1_sweep.sh)
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0

@@ -5,7 +5,8 @@
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files). One call
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench hf demo
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep hf demo
+#   (b1sweep: bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 4 minutes)
 #   (train: the CUDA trainer and bench/prune_gpu.sh; demo: scripts/demo.sh, make demo's GPU path, when the
 #   SmolLM2 GGUF is in models/ and LOP_DATA names the data folder -- that machine has no apt-get/pip network)
 # Write the commit to an ignored file COMMIT (git rev-parse --short HEAD > COMMIT) and carry it: the
@@ -61,12 +62,13 @@ if has test; then
     timeout 180 "$BUILD/tests/test_cuda" > "$OUT/test_cuda.log" 2>&1
     echo "test_cuda exit $?"
     grep -E "error|PASSED|FAILED|SKIPPED|OK \]|^  " "$OUT/test_cuda.log" | grep -v "^\[ RUN" | tail -150
-    # the GEMV loop variants and PDL launches (benchmarked in bench/cuda_decode.sh) pass the same tests
+    # the GEMV loop variants, PDL launches and the other engine switches (benchmarked in bench/cuda_decode.sh
+    # and bench/cuda_b1_sweep.sh) pass the same tests
     for v in 1 2 3; do
         LOP_CUDA_GEMV=$v timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_GEMV=$v exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
     done
-    LOP_CUDA_PDL=1 timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_PDL=1 exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
-    for e in LOP_CUDA_XNORM=0 LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=1; do
+    for e in LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
+        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=1; do
         env $e timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda $e exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
     done
     for t in test_generate test_hf_parity test_ops; do
@@ -109,6 +111,12 @@ if has bench; then
     stamp "bench"
     timeout 420 bench/cuda_decode.sh "$OUT/bench.csv" "$BUILD"; echo "bench exit $?"
     stamp "bench done"
+fi
+
+if has b1sweep; then
+    stamp "batch-1 sweep"
+    timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
+    stamp "batch-1 sweep done"
 fi
 
 if has parity; then

@@ -130,17 +130,23 @@ __device__ __forceinline__ gemv_item gemv_item_at(int item, int rows, const k_ro
     }
     return it;
 }
-/* the first 2 KB of the item's row(s) on their way to L2 (weights never depend on earlier kernels) */
-__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane) {
-    const int nchunk = ldw >> 3;
-    if (it.zero_pad || lane >= 16 || lane * 8 >= nchunk) return;
-    const char *w = (const char *)W;
-    prefetch_l2(w + ((int64_t)it.r0 * ldw + lane * 64) * esz);
-    if (it.pair) prefetch_l2(w + ((int64_t)it.r1 * ldw + lane * 64) * esz);
+/* the first `lines` 128-byte lines of the item's row(s) on their way to L2 (weights never depend on
+ * earlier kernels); 16 lines (2 KB) for the next item of a loop */
+__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane,
+                                              int lines = 16) {
+    if (it.zero_pad) return;
+    const int row_lines = (ldw * esz + 127) >> 7, n = lines < row_lines ? lines : row_lines;
+    const char *w0 = (const char *)W + (int64_t)it.r0 * ldw * esz, *w1 = (const char *)W + (int64_t)it.r1 * ldw * esz;
+    for (int l = lane; l < n; l += 32) {
+        prefetch_l2(w0 + l * 128);
+        if (it.pair) prefetch_l2(w1 + l * 128);
+    }
 }
+/* the first item's rows, a.pf_lines of them (0: 16), issued before the wait for the previous kernel */
 template <int MODE>
 __device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, int item, int lane) {
-    if (item < gemv_n_items<MODE>(a.rows, a.ra)) prefetch_rows(a.W, a.ldw, esz, gemv_item_at<MODE>(item, a.rows, a.ra), lane);
+    if (item < gemv_n_items<MODE>(a.rows, a.ra))
+        prefetch_rows(a.W, a.ldw, esz, gemv_item_at<MODE>(item, a.rows, a.ra), lane, a.pf_lines > 0 ? a.pf_lines : 16);
 }
 
 /* The work items item, item + stride, ... of one product. XS: X is the block's copy in shared memory
@@ -343,13 +349,16 @@ int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
  * (5.43 vs 5.97 ms per 7B step), ties at 2 and loses from 4 (7B batch 8: 9.31 vs 6.05 ms): its
  * per-row FMA and register cost grows with the rows while cuBLASLt's tensor-core tiles are as cheap
  * at 8 rows as at 1. Default 2; LOP_CUDA_GEMV_MAX_NB=0..8 sets it (the crossover script uses it). */
+/* an integer engine switch from the environment: def when unset or empty, else clamped to lo..hi */
+static int env_switch(const char *name, int def, int lo, int hi) {
+    const char *e = getenv(name);
+    int v = e && *e ? atoi(e) : def;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
 int k_gemv_route_batch(void) {
     static int nb = -1;
-    if (nb < 0) {
-        const char *e = getenv("LOP_CUDA_GEMV_MAX_NB");
-        int v = e && *e ? atoi(e) : 2;
-        nb = v < 0 ? 0 : v > GEMV_MAX_NB ? GEMV_MAX_NB : v;
-    }
+    if (nb < 0) nb = env_switch("LOP_CUDA_GEMV_MAX_NB", 2, 0, GEMV_MAX_NB);
     return nb;
 }
 
@@ -377,12 +386,30 @@ static int gemv_resident_grid(void) {
     return on;
 }
 
+/* LOP_CUDA_GEMV_OCC=1..100: the resident grid takes this percentage of the blocks the device holds
+ * (default 100). Below 100 the next kernel of a PDL launch finds room to become resident, prefetch
+ * its first rows and wait while this one drains; at batch 1 half the warps still keep ~2.5x the
+ * bytes in flight that Little's law asks of HBM3 (bench/cuda/NOTES.md, 12). */
+static int gemv_occupancy_pct(void) {
+    static int pct = -1;
+    if (pct < 0) pct = env_switch("LOP_CUDA_GEMV_OCC", 100, 1, 100);
+    return pct;
+}
+
+/* LOP_CUDA_PREFETCH_KB: how much of each warp's first row(s) a GEMV puts on its way to L2 before it
+ * waits for the previous kernel (default 2; worth more only with PDL, when that wait is long) */
+static int gemv_prefetch_lines(void) {
+    static int lines = -1;
+    if (lines < 0) lines = 8 * env_switch("LOP_CUDA_PREFETCH_KB", 2, 1, 64);
+    return lines;
+}
+
 template <typename T, int NB, int MODE, int U, int P, int XN>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
     auto kern = gemv_kernel<T, NB, MODE, U, P, XN>;
     int blocks = lop_cdiv(items, GEMV_WARPS);
     if (gemv_resident_grid()) {
-        int res = resident_blocks(kern, smem);
+        int res = (int)((int64_t)resident_blocks(kern, smem) * gemv_occupancy_pct() / 100);
         if (res > 0 && res < blocks) blocks = res;
     }
     launch_k(kern, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);
@@ -432,7 +459,7 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.X = X, a.ldx = ldx, a.Y = Y, a.ldy = ldy, a.bias = bias;
-    a.H = H, a.ldh = ldh;
+    a.H = H, a.ldh = ldh, a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(a, nb, s);
@@ -457,6 +484,7 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
+    a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);

@@ -92,6 +92,7 @@ typedef struct k_gemv_phase {
     int ldh;
     k_rope_args ra;
     k_xnorm_args xn;
+    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
 } k_gemv_phase;
 #define K_CHAIN_MAX 4
 typedef struct k_gemv_chain_args {

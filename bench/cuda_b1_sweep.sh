@@ -1,0 +1,53 @@
+#!/bin/bash
+# Batch-1 decode experiments of issue 3 (run on the GPU machine after a build, by
+# scripts/gpu_check.sh b1sweep or alone): LLaMA-7B at batch 1, L = 128, under each engine switch
+# (bench/cuda/NOTES.md says what each one is for), the list run twice, interleaved, so that drift
+# of the machine shows as a spread rather than as a difference between switches; then the best
+# setting against the defaults on LLaMA-13B and on the depth- and width-pruned 4.9B shapes.
+# Usage: bench/cuda_b1_sweep.sh OUT.csv [BUILD]   (SWEEP="name=VARS;..." replaces the list)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${2:-build}
+source bench/cuda_run.sh
+cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
+
+# name=variables (empty: the defaults)
+default_sweep="base=;\
+pdl=LOP_CUDA_PDL=1;\
+occ50=LOP_CUDA_GEMV_OCC=50;\
+pdl_occ50=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50;\
+pdl_occ50_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8;\
+pdl_occ33_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8;\
+pdl_occ25_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=25 LOP_CUDA_PREFETCH_KB=8;\
+pdl_occ50_pf16=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=16;\
+vpair=LOP_CUDA_VPAIR=1;\
+pdl_occ50_pf8_vpair=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8 LOP_CUDA_VPAIR=1;\
+chain=LOP_CUDA_CHAIN=1"
+IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
+
+for round in 1 2; do
+    for entry in "${sweep[@]}"; do
+        RUN_ENV=${entry#*=} run "7b_b1_${entry%%=*}_r$round" synth:llama-7b 1 128
+    done
+done
+
+# mean tok/s of each setting over its rounds, best first
+summary=$(awk -F, '$1 ~ /^7b_b1_.*_r[0-9]+$/ && $6 != "" {
+        n = $1; sub(/^7b_b1_/, "", n); sub(/_r[0-9]+$/, "", n)
+        s[n] += $6; c[n]++; if (!(n in lo) || $6 < lo[n]) lo[n] = $6; if ($6 > hi[n]) hi[n] = $6 }
+    END { for (n in s) printf "%s %.1f %.1f %.1f\n", n, s[n] / c[n], lo[n], hi[n] }' "$csv" | sort -k2,2 -g -r)
+echo "== 7B batch 1, tok/s: setting, mean, min, max"
+echo "$summary"
+echo "$summary" | sed 's/^/# 7b_b1 tok\/s (setting mean min max): /' >> "$csv"
+
+best=$(echo "$summary" | head -1 | cut -d' ' -f1)
+if [ -n "$best" ] && [ "$best" != base ]; then
+    for entry in "${sweep[@]}"; do [ "${entry%%=*}" = "$best" ] && best_env=${entry#*=}; done
+    echo "# best setting: $best ($best_env) against the defaults on the other shapes" >> "$csv"
+    for shape in "13b synth:llama-13b" "depth4.9b synth:llama-7b:layers=23" "width4.9b synth:llama-7b:heads=21@4-29:ffn=7155@4-29"; do
+        set -- $shape
+        RUN_ENV= run "$1_b1_base" "$2" 1 128
+        RUN_ENV=$best_env run "$1_b1_$best" "$2" 1 128
+    done
+fi
+echo; (column -s, -t < "$csv" 2>/dev/null || cat "$csv")
