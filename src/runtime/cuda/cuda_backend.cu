@@ -100,7 +100,7 @@ struct lop_backend {
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
     int *d_counters; /* split-attention combine counters, kept zero between launches */
-    unsigned *d_bar; /* the GEMV chains' grid barrier (2 unsigned in the counters' spare tail) */
+    unsigned *d_bar; /* the GEMV chains' grid barrier (K_CHAIN_BAR_WORDS after the counters) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     /* scoring (forward_logprob): targets and results of one group of logits_cap rows */
@@ -314,8 +314,8 @@ static void layout(lop_backend *be) {
     be->att = A(be, T * be->ld_att * es, CAT_ACT, "activations");
     be->h = A(be, T * be->ld_h * es, CAT_ACT, "activations");
     be->part = (float *)A(be, (size_t)be->part_floats * 4, CAT_ACT, "attention splits");
-    be->d_counters = (int *)A(be, (T * be->nh_max + 32) * sizeof(int), CAT_ACT, "attention splits");
-    be->d_bar = be->plan_only ? NULL : (unsigned *)(be->d_counters + T * be->nh_max + 16);
+    be->d_counters = (int *)A(be, (T * be->nh_max + 32 + K_CHAIN_BAR_WORDS) * sizeof(int), CAT_ACT, "attention splits");
+    be->d_bar = be->plan_only ? NULL : (unsigned *)(be->d_counters + T * be->nh_max + 32);
     be->logits = (float *)A(be, (size_t)be->logits_cap * be->V * 4, CAT_ACT, "logits");
     be->d_tok = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
@@ -481,7 +481,8 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         st = be->ast;
     }
     if (st == LOP_OK) {
-        cudaError_t e = cudaMemset(be->d_counters, 0, ((size_t)be->tok_cap * be->nh_max + 32) * sizeof(int));
+        cudaError_t e =
+            cudaMemset(be->d_counters, 0, ((size_t)be->tok_cap * be->nh_max + 32 + K_CHAIN_BAR_WORDS) * sizeof(int));
         if (e != cudaSuccess) st = cuda_fail(e, "counters");
     }
     if (st == LOP_OK) {
@@ -607,7 +608,7 @@ static void chain_push(lop_backend *be, chain_q *q, int n, const k_gemv_phase *a
 }
 
 /* Whether decode at n tokens runs as chains: 1..2 tokens, the RMSNorm in the GEMV prologue, not
- * when tracing phases (LOP_CUDA_TRACE), LOP_CUDA_CHAIN=1 (opt-in). */
+ * when tracing phases (LOP_CUDA_TRACE), LOP_CUDA_CHAIN=1 or 2 (opt-in). */
 static int chained_here(const lop_backend *be, int n, int decode_mode) {
     return decode_mode && n <= 2 && !be->trace && k_gemv_chain_enabled() && xnorm_here(be, n, NULL);
 }

@@ -283,16 +283,35 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
 }
 
 /* Every block of the grid waits here until all have arrived (the grid is resident: see k_gemv_chain).
- * bar[0] counts arrivals, bar[1] is the generation; the last to arrive resets the count and moves
- * the generation on. Writes before the barrier are visible after it (fences around the atomics). */
-__device__ __forceinline__ void grid_barrier(unsigned *bar) {
+ * bar[1] is the generation; the last to arrive resets the count(s) and moves the generation on.
+ * Flat: every block arrives on bar[0]. Two-level (hier, LOP_CUDA_CHAIN=2): block b arrives on the
+ * counter of group b % K_BAR_GROUPS (each on its own 128-byte line), the last of a group on the top
+ * counter, so no counter takes more than ~gridDim.x / K_BAR_GROUPS serialised atomics (the flat
+ * barrier's ~1300 arrivals on one address were the suspect of run8's loss). Writes before the
+ * barrier are visible after it (fences around the atomics). */
+__device__ __forceinline__ void grid_barrier(unsigned *bar, int hier) {
     __syncthreads();
     if (threadIdx.x == 0) {
         volatile unsigned *gen = bar + 1;
         const unsigned g = *gen;
         __threadfence();
-        if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-            atomicExch(bar, 0u);
+        int last;
+        if (!hier) {
+            last = atomicAdd(bar, 1u) == gridDim.x - 1;
+            if (last) atomicExch(bar, 0u);
+        } else {
+            const unsigned ng = gridDim.x < K_BAR_GROUPS ? gridDim.x : K_BAR_GROUPS, grp = blockIdx.x % ng;
+            const unsigned in_grp = (gridDim.x - grp + ng - 1) / ng; /* blocks b < gridDim.x with b % ng == grp */
+            unsigned *gc = bar + 32 * (1 + grp), *top = bar + 32 * (1 + K_BAR_GROUPS);
+            last = 0;
+            if (atomicAdd(gc, 1u) == in_grp - 1) {
+                atomicExch(gc, 0u);
+                __threadfence();
+                last = atomicAdd(top, 1u) == ng - 1;
+                if (last) atomicExch(top, 0u);
+            }
+        }
+        if (last) {
             __threadfence();
             atomicAdd(bar + 1, 1u);
         } else {
@@ -329,7 +348,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chai
     T *xs = reinterpret_cast<T *>(s_dyn);
     for (int p = 0; p < c.n; p++) {
         const k_gemv_phase &a = c.ph[p];
-        if (p > 0) grid_barrier(c.bar);
+        if (p > 0) grid_barrier(c.bar, c.hier);
         if (a.mode == GEMV_ACC) {
             stage_prologue<T, NB>((const T *)a.X, a.ldw, xs);
             gemv_items<T, NB, GEMV_ACC, 4, 0, 1>(a, xs, item, stride);
@@ -520,12 +539,12 @@ template <typename T, int NB> static int chain_blocks(size_t smem) {
     return resident_blocks(kern, smem);
 }
 
-/* opt-in (LOP_CUDA_CHAIN=1): on an H100 the chains measured slower than one launch per product
- * (bench/cuda/NOTES.md, run8) -- the barrier's ~1300 arrivals on one counter cost more than the
- * launch gaps they replace */
+/* opt-in (LOP_CUDA_CHAIN=1: flat barrier, =2: two-level): on an H100 the chains with the flat barrier
+ * measured slower than one launch per product (bench/cuda/NOTES.md, run8) -- the barrier's ~1300
+ * arrivals on one counter are the suspect; the two-level barrier is not yet measured */
 int k_gemv_chain_enabled(void) {
     static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_CHAIN") && atoi(getenv("LOP_CUDA_CHAIN")) != 0;
+    if (on < 0) on = env_switch("LOP_CUDA_CHAIN", 0, 0, 2);
     return on;
 }
 
@@ -544,8 +563,12 @@ int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
 
 void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s) {
     k_gemv_chain_args c = {};
-    for (int i = 0; i < n; i++) c.ph[i] = ph[i], c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
-    c.n = n, c.bar = bar;
+    for (int i = 0; i < n; i++) {
+        c.ph[i] = ph[i];
+        c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
+        c.ph[i].pf_lines = gemv_prefetch_lines(); /* of the next phase, before the barrier */
+    }
+    c.n = n, c.bar = bar, c.hier = k_gemv_chain_enabled() == 2;
     const size_t smem = chain_smem(ph, n, nb);
     LOP_DISPATCH_T(dt, {
         if (nb == 1) launch_k(gemv_chain_kernel<T, 1>, dim3(chain_blocks<T, 1>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);

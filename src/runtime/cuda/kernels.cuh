@@ -98,11 +98,14 @@ typedef struct k_gemv_phase {
 typedef struct k_gemv_chain_args {
     k_gemv_phase ph[K_CHAIN_MAX];
     int n;
-    unsigned *bar; /* two unsigned, zero before the first chain (left with count 0) */
+    unsigned *bar; /* K_CHAIN_BAR_WORDS unsigned, zero before the first chain (left with counts 0) */
+    int hier;      /* two-level grid barrier */
 } k_gemv_chain_args;
+#define K_BAR_GROUPS 32
+#define K_CHAIN_BAR_WORDS (32 * (K_BAR_GROUPS + 2))
 /* Up to K_CHAIN_MAX products in one launch with a grid barrier between them, for nb = 1..2 tokens.
  * k_gemv_chain_ok says whether these phases can run so (shapes, shared memory, occupancy);
- * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1 (opt-in: measured slower, see k_gemv.cu). */
+ * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1 or 2 (opt-in: measured slower, see k_gemv.cu). */
 int k_gemv_chain_enabled(void);
 int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n);
 void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s);
