@@ -9,8 +9,9 @@
 #   (b1sweep: bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 4 minutes)
 #   (train: the CUDA trainer and bench/prune_gpu.sh; demo: scripts/demo.sh, make demo's GPU path, when the
 #   SmolLM2 GGUF is in models/ and LOP_DATA names the data folder -- that machine has no apt-get/pip network)
-# Write the commit to an ignored file COMMIT (git rev-parse --short HEAD > COMMIT) and carry it: the
-# records and the binary's embedded commit then name it.
+# scripts/gpu_carry.sh prepares what to carry there: the .deb files (.carry/debs), the data folder, the
+# SmolLM2 GGUF in parts, and the ignored file COMMIT (git rev-parse --short HEAD), which the records and
+# the binary's embedded commit then name.
 # Test the build stage on a machine without a GPU first: it needs only nvcc and the .deb files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
