@@ -282,50 +282,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     gemv_items<T, NB, MODE, U, PIPE, XN>(a, XN ? xs : (const T *)a.X, item, stride);
 }
 
-/* Every block of the grid waits here until all have arrived (the grid is resident: see k_gemv_chain).
- * bar[1] is the generation; the last to arrive resets the count(s) and moves the generation on.
- * Flat: every block arrives on bar[0]. Two-level (hier, LOP_CUDA_CHAIN=2): block b arrives on the
- * counter of group b % K_BAR_GROUPS (each on its own 128-byte line), the last of a group on the top
- * counter, so no counter takes more than ~gridDim.x / K_BAR_GROUPS serialised atomics (the flat
- * barrier's ~1300 arrivals on one address were the suspect of run8's loss). Writes before the
- * barrier are visible after it (fences around the atomics). */
-__device__ __forceinline__ void grid_barrier(unsigned *bar, int hier) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        volatile unsigned *gen = bar + 1;
-        const unsigned g = *gen;
-        __threadfence();
-        int last;
-        if (!hier) {
-            last = atomicAdd(bar, 1u) == gridDim.x - 1;
-            if (last) atomicExch(bar, 0u);
-        } else {
-            const unsigned ng = gridDim.x < K_BAR_GROUPS ? gridDim.x : K_BAR_GROUPS, grp = blockIdx.x % ng;
-            const unsigned in_grp = (gridDim.x - grp + ng - 1) / ng; /* blocks b < gridDim.x with b % ng == grp */
-            unsigned *gc = bar + 32 * (1 + grp), *top = bar + 32 * (1 + K_BAR_GROUPS);
-            last = 0;
-            if (atomicAdd(gc, 1u) == in_grp - 1) {
-                atomicExch(gc, 0u);
-                __threadfence();
-                last = atomicAdd(top, 1u) == ng - 1;
-                if (last) atomicExch(top, 0u);
-            }
-        }
-        if (last) {
-            __threadfence();
-            atomicAdd(bar + 1, 1u);
-        } else {
-            /* a block that never arrives (grid not resident) would hang the device: fail the launch */
-            for (long long spins = 0; *gen == g; spins++) {
-                __nanosleep(32);
-                if (spins > (1ll << 26)) __trap();
-            }
-        }
-        __threadfence();
-    }
-    __syncthreads();
-}
-
 template <typename T, int NB>
 __device__ __forceinline__ void chain_prefetch(const k_gemv_phase &a, int item, int lane) {
     if (a.mode == GEMV_ACC) prefetch_first<GEMV_ACC>(a, sizeof(T), item, lane);

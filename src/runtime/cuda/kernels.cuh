@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "model/model.h"
+#include "runtime/cuda/grid_barrier.cuh"
 
 /* ---- weights ---- */
 /* dst[r][c] (ld_dst, dtype ddt) = src[r][c] (dense rows of cols elements, dtype sdt); pad cols zeroed. */
@@ -101,8 +102,7 @@ typedef struct k_gemv_chain_args {
     unsigned *bar; /* K_CHAIN_BAR_WORDS unsigned, zero before the first chain (left with counts 0) */
     int hier;      /* two-level grid barrier */
 } k_gemv_chain_args;
-#define K_BAR_GROUPS 32
-#define K_CHAIN_BAR_WORDS (32 * (K_BAR_GROUPS + 2))
+
 /* Up to K_CHAIN_MAX products in one launch with a grid barrier between them, for nb = 1..2 tokens.
  * k_gemv_chain_ok says whether these phases can run so (shapes, shared memory, occupancy);
  * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1 or 2 (opt-in: measured slower, see k_gemv.cu). */
