@@ -319,11 +319,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chai
 
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 
-/* Rows up to which decode products take the hand GEMV rather than cuBLASLt. On an H100
- * (bench/cuda/gemv-crossover-h100.csv: LLaMA-7B and 13B, batch 1..8) the GEMV wins at 1 row
- * (5.43 vs 5.97 ms per 7B step), ties at 2 and loses from 4 (7B batch 8: 9.31 vs 6.05 ms): its
- * per-row FMA and register cost grows with the rows while cuBLASLt's tensor-core tiles are as cheap
- * at 8 rows as at 1. Default 2; LOP_CUDA_GEMV_MAX_NB=0..8 sets it (the crossover script uses it). */
 /* an integer engine switch from the environment: def when unset or empty, else clamped to lo..hi */
 static int env_switch(const char *name, int def, int lo, int hi) {
     const char *e = getenv(name);
@@ -331,6 +326,11 @@ static int env_switch(const char *name, int def, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* Rows up to which decode products take the hand GEMV rather than cuBLASLt. On an H100
+ * (bench/cuda/gemv-crossover-h100.csv: LLaMA-7B and 13B, batch 1..8) the GEMV wins at 1 row
+ * (5.43 vs 5.97 ms per 7B step), ties at 2 and loses from 4 (7B batch 8: 9.31 vs 6.05 ms): its
+ * per-row FMA and register cost grows with the rows while cuBLASLt's tensor-core tiles are as cheap
+ * at 8 rows as at 1. Default 2; LOP_CUDA_GEMV_MAX_NB=0..8 sets it (the crossover script uses it). */
 int k_gemv_route_batch(void) {
     static int nb = -1;
     if (nb < 0) nb = env_switch("LOP_CUDA_GEMV_MAX_NB", 2, 0, GEMV_MAX_NB);
@@ -357,7 +357,7 @@ template <typename K> static int resident_blocks(K kern, size_t smem) {
  * resident grid looping over them */
 static int gemv_resident_grid(void) {
     static int on = -1;
-    if (on < 0) on = !getenv("LOP_CUDA_GEMV_GRID") || atoi(getenv("LOP_CUDA_GEMV_GRID")) != 0;
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_GRID", 1, 0, 1);
     return on;
 }
 
@@ -397,7 +397,7 @@ static int phase_items(const k_gemv_phase &a, int mode) {
 /* opt-in (LOP_CUDA_VPAIR=1) until measured: q/k/v's v rows two to a work item, as its RoPE pairs are */
 static int gemv_vpair(void) {
     static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_VPAIR") && atoi(getenv("LOP_CUDA_VPAIR")) != 0;
+    if (on < 0) on = env_switch("LOP_CUDA_VPAIR", 0, 0, 1);
     return on;
 }
 
@@ -450,7 +450,7 @@ int k_gemv_xnorm_ok(int nb, int dim, int ldw) {
 
 int k_gemv_xnorm_enabled(void) {
     static int on = -1;
-    if (on < 0) on = !getenv("LOP_CUDA_XNORM") || atoi(getenv("LOP_CUDA_XNORM")) != 0;
+    if (on < 0) on = env_switch("LOP_CUDA_XNORM", 1, 0, 1);
     return on;
 }
 
