@@ -118,7 +118,7 @@ fi
 
 if has b1sweep; then
     stamp "batch-1 sweep"
-    timeout 60 "$BUILD/sync_cost" | tee "$OUT/sync-cost.txt"; echo "sync_cost exit $?"
+    timeout 60 "$BUILD/sync_cost" | tee "$OUT/sync-cost.txt"; echo "sync_cost exit ${PIPESTATUS[0]}"
     timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
     stamp "batch-1 sweep done"
 fi
