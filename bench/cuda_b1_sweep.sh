@@ -24,7 +24,8 @@ vpair=LOP_CUDA_VPAIR=1;\
 pdl_occ50_pf8_vpair=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8 LOP_CUDA_VPAIR=1;\
 chain=LOP_CUDA_CHAIN=1;\
 chain2=LOP_CUDA_CHAIN=2;\
-chain2_pf8=LOP_CUDA_CHAIN=2 LOP_CUDA_PREFETCH_KB=8"
+chain2_pf8=LOP_CUDA_CHAIN=2 LOP_CUDA_PREFETCH_KB=8;\
+chain3=LOP_CUDA_CHAIN=3"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 
 for round in 1 2; do

@@ -608,7 +608,7 @@ static void chain_push(lop_backend *be, chain_q *q, int n, const k_gemv_phase *a
 }
 
 /* Whether decode at n tokens runs as chains: 1..2 tokens, the RMSNorm in the GEMV prologue, not
- * when tracing phases (LOP_CUDA_TRACE), LOP_CUDA_CHAIN=1 or 2 (opt-in). */
+ * when tracing phases (LOP_CUDA_TRACE), LOP_CUDA_CHAIN=1..3 (opt-in). */
 static int chained_here(const lop_backend *be, int n, int decode_mode) {
     return decode_mode && n <= 2 && !be->trace && k_gemv_chain_enabled() && xnorm_here(be, n, NULL);
 }

@@ -9,10 +9,10 @@
 
 /* Every block of the grid waits here until all have arrived (the grid is resident: see k_gemv_chain).
  * bar[1] is the generation; the last to arrive resets the count(s) and moves the generation on.
- * Flat: every block arrives on bar[0]. Two-level (hier, LOP_CUDA_CHAIN=2): block b arrives on the
- * counter of group b % K_BAR_GROUPS (each on its own 128-byte line), the last of a group on the top
- * counter, so no counter takes more than ~gridDim.x / K_BAR_GROUPS serialised atomics (the flat
- * barrier's ~1300 arrivals on one address were the suspect of run8's loss). Writes before the
+ * Flat: every block arrives on bar[0]. Two-level (hier, LOP_CUDA_CHAIN=2 or 3): block b arrives on
+ * the counter of group b % K_BAR_GROUPS (each on its own 128-byte line), the last of a group on the
+ * top counter, so no counter takes more than ~gridDim.x / K_BAR_GROUPS serialised atomics (the flat
+ * barrier's hundreds of arrivals on one address are a suspect of run8's loss). Writes before the
  * barrier are visible after it (fences around the atomics). */
 __device__ __forceinline__ void grid_barrier(unsigned *bar, int hier) {
     __syncthreads();

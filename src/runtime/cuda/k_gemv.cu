@@ -292,9 +292,11 @@ __device__ __forceinline__ void chain_prefetch(const k_gemv_phase &a, int item, 
 /* Several products in one launch, a grid barrier between them: the launch gap, ramp-up and tail of
  * each product but the first become a barrier, and every warp has the head of its next row on its
  * way to L2 before it waits there. Phases: GEMV_ACC (input staged in shared memory), GEMV_SWIGLU
- * and GEMV_ROPE (normalised input, XN). */
-template <typename T, int NB>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_chain_kernel(k_gemv_chain_args c) {
+ * and GEMV_ROPE (normalised input, XN). One kernel holds the registers of its largest phase (ptxas:
+ * 90 at one token, so 5 blocks per SM where o/down alone hold 12); MINB > 1 asks the compiler for
+ * that many resident blocks (6: 80 registers, no spill stores). */
+template <typename T, int NB, int MINB>
+__global__ void __launch_bounds__(GEMV_WARPS * 32, MINB) gemv_chain_kernel(k_gemv_chain_args c) {
     extern __shared__ uint4 s_dyn[];
     pdl_trigger();
     const int lane = threadIdx.x & 31;
@@ -479,8 +481,8 @@ static size_t chain_smem(const k_gemv_phase *ph, int n, int nb) {
     return m;
 }
 
-template <typename T, int NB> static int chain_blocks(size_t smem) {
-    auto kern = gemv_chain_kernel<T, NB>;
+template <typename T, int NB, int MINB> static int chain_blocks(size_t smem) {
+    auto kern = gemv_chain_kernel<T, NB, MINB>;
     static int attr_set;
     if (!attr_set) {
         /* all shared memory to the carveout, so the occupancy the grid is sized by is what runs */
@@ -495,13 +497,26 @@ template <typename T, int NB> static int chain_blocks(size_t smem) {
     return resident_blocks(kern, smem);
 }
 
-/* opt-in (LOP_CUDA_CHAIN=1: flat barrier, =2: two-level): on an H100 the chains with the flat barrier
- * measured slower than one launch per product (bench/cuda/NOTES.md, run8) -- the barrier's ~1300
- * arrivals on one counter are the suspect; the two-level barrier is not yet measured */
+/* opt-in (LOP_CUDA_CHAIN=1: flat barrier, =2: two-level, =3: two-level and 6 blocks per SM): on an
+ * H100 the chains with the flat barrier measured slower than one launch per product
+ * (bench/cuda/NOTES.md, run8); suspects, not yet measured apart: the barrier's arrivals on one
+ * counter and the chain kernel's lower occupancy */
 int k_gemv_chain_enabled(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_CHAIN", 0, 0, 2);
+    if (on < 0) on = env_switch("LOP_CUDA_CHAIN", 0, 0, 3);
     return on;
+}
+
+/* the chain kernel's resident blocks for nb tokens (0: cannot run) and its launch */
+template <typename T>
+static int chain_blocks_nb(int nb, size_t smem) {
+    const int m3 = k_gemv_chain_enabled() == 3;
+    return nb == 1 ? (m3 ? chain_blocks<T, 1, 6>(smem) : chain_blocks<T, 1, 1>(smem))
+                   : (m3 ? chain_blocks<T, 2, 6>(smem) : chain_blocks<T, 2, 1>(smem));
+}
+template <typename T, int NB, int MINB>
+static void chain_go(const k_gemv_chain_args &c, size_t smem, cudaStream_t s) {
+    launch_k(gemv_chain_kernel<T, NB, MINB>, dim3(chain_blocks<T, NB, MINB>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
 }
 
 int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
@@ -513,7 +528,7 @@ int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
     size_t smem = chain_smem(ph, n, nb);
     if (smem > CHAIN_SMEM_MAX) return 0;
     int blocks = 0;
-    LOP_DISPATCH_T(dt, blocks = nb == 1 ? chain_blocks<T, 1>(smem) : chain_blocks<T, 2>(smem));
+    LOP_DISPATCH_T(dt, blocks = chain_blocks_nb<T>(nb, smem));
     return blocks > 0;
 }
 
@@ -524,10 +539,11 @@ void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned 
         c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
         c.ph[i].pf_lines = gemv_prefetch_lines(); /* of the next phase, before the barrier */
     }
-    c.n = n, c.bar = bar, c.hier = k_gemv_chain_enabled() == 2;
+    const int mode = k_gemv_chain_enabled();
+    c.n = n, c.bar = bar, c.hier = mode >= 2;
     const size_t smem = chain_smem(ph, n, nb);
     LOP_DISPATCH_T(dt, {
-        if (nb == 1) launch_k(gemv_chain_kernel<T, 1>, dim3(chain_blocks<T, 1>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
-        else launch_k(gemv_chain_kernel<T, 2>, dim3(chain_blocks<T, 2>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
+        if (mode == 3) nb == 1 ? chain_go<T, 1, 6>(c, smem, s) : chain_go<T, 2, 6>(c, smem, s);
+        else nb == 1 ? chain_go<T, 1, 1>(c, smem, s) : chain_go<T, 2, 1>(c, smem, s);
     });
 }

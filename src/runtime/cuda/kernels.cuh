@@ -105,7 +105,7 @@ typedef struct k_gemv_chain_args {
 
 /* Up to K_CHAIN_MAX products in one launch with a grid barrier between them, for nb = 1..2 tokens.
  * k_gemv_chain_ok says whether these phases can run so (shapes, shared memory, occupancy);
- * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1 or 2 (opt-in: measured slower, see k_gemv.cu). */
+ * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1..3 (opt-in: measured slower, see k_gemv.cu). */
 int k_gemv_chain_enabled(void);
 int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n);
 void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s);
