@@ -71,7 +71,8 @@ if has test; then
         LOP_CUDA_GEMV=$v timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_GEMV=$v exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
     done
     for e in LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
-        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_CHAIN=2 LOP_CUDA_CHAIN=3 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=1; do
+        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_CHAIN=2 LOP_CUDA_CHAIN=3 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=1 \
+        "LOP_CUDA_VPAIR=1 LOP_CUDA_GEMV_BALANCE=1"; do
         env $e timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda $e exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
     done
     for t in test_generate test_hf_parity test_ops; do

@@ -381,13 +381,29 @@ static int gemv_prefetch_lines(void) {
     return lines;
 }
 
+/* LOP_CUDA_GEMV_BALANCE=1: a resident grid of W warps over I items takes r = ceil(I / W) rounds;
+ * this shrinks it to ceil(I / r) warps, so every warp takes r items (or r - 1 for the last few)
+ * instead of some r and many r - 1: at 7B batch 1 the q/k/v product's v-paired items then fall
+ * exactly two to a warp (bench/cuda/NOTES.md, 11) */
+static int gemv_balance(void) {
+    static int on = -1;
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_BALANCE", 0, 0, 1);
+    return on;
+}
+
 template <typename T, int NB, int MODE, int U, int P, int XN>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
     auto kern = gemv_kernel<T, NB, MODE, U, P, XN>;
     int blocks = lop_cdiv(items, GEMV_WARPS);
     if (gemv_resident_grid()) {
         int res = (int)((int64_t)resident_blocks(kern, smem) * gemv_occupancy_pct() / 100);
-        if (res > 0 && res < blocks) blocks = res;
+        if (res > 0 && res < blocks) {
+            blocks = res;
+            if (gemv_balance()) {
+                const int rounds = lop_cdiv(items, res * GEMV_WARPS);
+                blocks = lop_cdiv(lop_cdiv(items, rounds), GEMV_WARPS);
+            }
+        }
     }
     launch_k(kern, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);
 }
