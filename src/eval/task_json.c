@@ -10,27 +10,22 @@
 /* One task item from one parsed line o of L (the JSON object is freed by the caller). */
 typedef lop_status (*item_fn)(lop_lines *L, const cJSON *o, lop_task *t, void *arg);
 
-/* Every JSON line of an open file L (closed here) through fn, up to limit items (<= 0: all). */
-static lop_status each_line(lop_lines *L, int limit, lop_task *t, item_fn fn, void *arg) {
-    lop_status st = LOP_OK;
-    cJSON *o = NULL;
-    while (st == LOP_OK && (limit <= 0 || t->n_items < limit)) {
-        if ((st = lop_lines_json(L, &o)) != LOP_OK || !o) break;
-        st = fn(L, o, t, arg);
-        cJSON_Delete(o);
-        o = NULL;
-    }
-    cJSON_Delete(o);
-    lop_lines_close(L);
-    return st;
-}
-
-/* t->path, then the file opened and every item through fn */
+/* t->path, then every JSON line of the file through fn, up to limit items (<= 0: all) */
 static lop_status parse_jsonl(const char *jsonl, int limit, lop_task *t, item_fn fn, void *arg) {
     lop_lines L;
     if (!(t->path = strdup(jsonl))) return lop_fail(LOP_ERR_OOM, "out of memory");
     LOP_TRY(lop_lines_open(&L, jsonl));
-    return each_line(&L, limit, t, fn, arg);
+    lop_status st = LOP_OK;
+    cJSON *o = NULL;
+    while (st == LOP_OK && (limit <= 0 || t->n_items < limit)) {
+        if ((st = lop_lines_json(&L, &o)) != LOP_OK || !o) break;
+        st = fn(&L, o, t, arg);
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    cJSON_Delete(o);
+    lop_lines_close(&L);
+    return st;
 }
 
 /* ---- PIQA: valid.jsonl {goal, sol1, sol2} + valid-labels.lst (0 = sol1, 1 = sol2) ------------ */

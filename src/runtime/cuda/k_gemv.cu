@@ -365,8 +365,8 @@ static int gemv_resident_grid(void) {
 
 /* LOP_CUDA_GEMV_OCC=1..100: the resident grid takes this percentage of the blocks the device holds
  * (default 100). Below 100 the next kernel of a PDL launch finds room to become resident, prefetch
- * its first rows and wait while this one drains; at batch 1 half the warps still keep ~2.5x the
- * bytes in flight that Little's law asks of HBM3 (bench/cuda/NOTES.md, 12). */
+ * its first rows and wait while this one drains; at batch 1 half the warps still keep about twice
+ * the bytes in flight that Little's law asks of HBM3 (bench/cuda/NOTES.md, 12). */
 static int gemv_occupancy_pct(void) {
     static int pct = -1;
     if (pct < 0) pct = env_switch("LOP_CUDA_GEMV_OCC", 100, 1, 100);
@@ -497,22 +497,6 @@ static size_t chain_smem(const k_gemv_phase *ph, int n, int nb) {
     return m;
 }
 
-template <typename T, int NB, int MINB> static int chain_blocks(size_t smem) {
-    auto kern = gemv_chain_kernel<T, NB, MINB>;
-    static int attr_set;
-    if (!attr_set) {
-        /* all shared memory to the carveout, so the occupancy the grid is sized by is what runs */
-        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, CHAIN_SMEM_MAX) != cudaSuccess ||
-            cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
-                cudaSuccess) {
-            (void)cudaGetLastError();
-            return 0;
-        }
-        attr_set = 1;
-    }
-    return resident_blocks(kern, smem);
-}
-
 /* opt-in (LOP_CUDA_CHAIN=1: flat barrier, =2: two-level, =3: two-level and 6 blocks per SM): on an
  * H100 the chains with the flat barrier measured slower than one launch per product
  * (bench/cuda/NOTES.md, run8); suspects, not yet measured apart: the barrier's arrivals on one
@@ -523,16 +507,31 @@ int k_gemv_chain_enabled(void) {
     return on;
 }
 
-/* the chain kernel's resident blocks for nb tokens (0: cannot run) and its launch */
-template <typename T>
-static int chain_blocks_nb(int nb, size_t smem) {
+typedef void (*chain_kern)(k_gemv_chain_args);
+/* the chain kernel for nb tokens (1 or 2) under the LOP_CUDA_CHAIN mode */
+template <typename T> static chain_kern chain_kernel(int nb) {
     const int m3 = k_gemv_chain_enabled() == 3;
-    return nb == 1 ? (m3 ? chain_blocks<T, 1, 6>(smem) : chain_blocks<T, 1, 1>(smem))
-                   : (m3 ? chain_blocks<T, 2, 6>(smem) : chain_blocks<T, 2, 1>(smem));
+    if (nb == 1) return m3 ? gemv_chain_kernel<T, 1, 6> : gemv_chain_kernel<T, 1, 1>;
+    return m3 ? gemv_chain_kernel<T, 2, 6> : gemv_chain_kernel<T, 2, 1>;
 }
-template <typename T, int NB, int MINB>
-static void chain_go(const k_gemv_chain_args &c, size_t smem, cudaStream_t s) {
-    launch_k(gemv_chain_kernel<T, NB, MINB>, dim3(chain_blocks<T, NB, MINB>(smem)), dim3(GEMV_WARPS * 32), smem, s, c);
+
+/* its resident blocks (0: cannot run); all shared memory goes to the carveout first, so the
+ * occupancy the grid is sized by is what runs */
+static int chain_blocks(chain_kern kern, size_t smem) {
+    static chain_kern set[8];
+    static int n_set;
+    int i = 0;
+    while (i < n_set && set[i] != kern) i++;
+    if (i == n_set) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, CHAIN_SMEM_MAX) != cudaSuccess ||
+            cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
+                cudaSuccess) {
+            (void)cudaGetLastError();
+            return 0;
+        }
+        if (n_set < 8) set[n_set++] = kern;
+    }
+    return resident_blocks(kern, smem);
 }
 
 int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
@@ -544,7 +543,7 @@ int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
     size_t smem = chain_smem(ph, n, nb);
     if (smem > CHAIN_SMEM_MAX) return 0;
     int blocks = 0;
-    LOP_DISPATCH_T(dt, blocks = chain_blocks_nb<T>(nb, smem));
+    LOP_DISPATCH_T(dt, blocks = chain_blocks(chain_kernel<T>(nb), smem));
     return blocks > 0;
 }
 
@@ -555,11 +554,10 @@ void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned 
         c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
         c.ph[i].pf_lines = gemv_prefetch_lines(); /* of the next phase, before the barrier */
     }
-    const int mode = k_gemv_chain_enabled();
-    c.n = n, c.bar = bar, c.hier = mode >= 2;
+    c.n = n, c.bar = bar, c.hier = k_gemv_chain_enabled() >= 2;
     const size_t smem = chain_smem(ph, n, nb);
     LOP_DISPATCH_T(dt, {
-        if (mode == 3) nb == 1 ? chain_go<T, 1, 6>(c, smem, s) : chain_go<T, 2, 6>(c, smem, s);
-        else nb == 1 ? chain_go<T, 1, 1>(c, smem, s) : chain_go<T, 2, 1>(c, smem, s);
+        chain_kern kern = chain_kernel<T>(nb);
+        launch_k(kern, dim3(chain_blocks(kern, smem)), dim3(GEMV_WARPS * 32), smem, s, c);
     });
 }
