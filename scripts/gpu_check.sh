@@ -67,16 +67,22 @@ if has test; then
     grep -E "error|PASSED|FAILED|SKIPPED|OK \]|^  " "$OUT/test_cuda.log" | grep -v "^\[ RUN" | tail -150
     # the GEMV loop variants, PDL launches and the other engine switches (benchmarked in bench/cuda_decode.sh
     # and bench/cuda_b1_sweep.sh) pass the same tests
-    for v in 1 2 3; do
-        LOP_CUDA_GEMV=$v timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda LOP_CUDA_GEMV=$v exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
-    done
-    for e in LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
+    # each variant: exit status, cmocka's summary and the seed; a failing run's log is kept as
+    # test_cuda_fail_N.log (LOP_TEST_SEED=seed repeats it)
+    variant() {
+        vn=$((${vn:-0} + 1))
+        env "$@" timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1
+        local rc=$?
+        echo "test_cuda $* exit $rc $(grep -E '^\[  (PASSED|FAILED)  \]|random seed' /tmp/tv.log | sed 's/.*random seed \([0-9]*\).*/seed \1/' | tr '\n' ' ')"
+        [ $rc = 0 ] || cp /tmp/tv.log "$OUT/test_cuda_fail_$vn.log"
+    }
+    for e in LOP_CUDA_GEMV=1 LOP_CUDA_GEMV=2 LOP_CUDA_GEMV=3 LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
         LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_CHAIN=2 LOP_CUDA_CHAIN=3 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=1 \
         "LOP_CUDA_VPAIR=1 LOP_CUDA_GEMV_BALANCE=1"; do
-        env $e timeout 60 "$BUILD/tests/test_cuda" > /tmp/tv.log 2>&1; echo "test_cuda $e exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/tv.log | tr '\n' ' ')"
+        variant $e
     done
     for t in test_generate test_hf_parity test_ops; do
-        timeout 60 "$BUILD/tests/$t" > /tmp/$t.log 2>&1; echo "$t exit $? $(grep -E '^\[  (PASSED|FAILED) \]' /tmp/$t.log | tr '\n' ' ')"
+        timeout 60 "$BUILD/tests/$t" > /tmp/$t.log 2>&1; echo "$t exit $? $(grep -E '^\[  (PASSED|FAILED)  \]' /tmp/$t.log | tr '\n' ' ')"
     done
     # lop's hand-written NVML ABI against the real nvml.h (compile-time asserts), then one read through both
     nvml_inc=$(dirname "$(command -v nvcc)")/../include

@@ -334,6 +334,7 @@ static int cpu_kept(const float *l, int V, float T, int k, float p, int *ids, do
                 ids[j] = t;
             }
     int m = k > 0 && k < V ? k : V;
+    while (m < V && l[ids[m]] / T == l[ids[m - 1]] / T) m++; /* ties with the k-th are kept (HF) */
     double mx = l[ids[0]] / T, sum = 0;
     for (int i = 0; i < m; i++) sum += exp(l[ids[i]] / T - mx);
     if (p > 0 && p < 1) {
@@ -457,7 +458,11 @@ static lop_engine *mk_engine(lop_model *m, lop_device dev, int batch, int seq, l
     return e;
 }
 
-/* Scoring on the device (forward_logprob) == log-softmax on the host of the same engine's logits */
+/* Scoring on the device (forward_logprob) == log-softmax on the host of the same engine's logits for
+ * the same batch. The host side runs exactly the batch lop_score_sequences builds (the three
+ * sequences packed one after another, 7-token chunks): a different packing changes how many rows
+ * each matrix product sees, and a batch-dependent fp16 path may then round differently, which is
+ * not what this test is about. */
 static void test_device_scoring(void **st) {
     (void)st;
     NEED_GPU();
@@ -470,32 +475,40 @@ static void test_device_scoring(void **st) {
     lop_score sc[3];
     double tl[8 + 1 + 9];
     OK(lop_score_sequences(gpu, req, 3, sc, tl));
-    /* the same positions through host logits */
-    const int32_t *seqs[3] = {a, b2, c};
-    int k = 0;
-    double worst = 0;
+    /* the same batch through host logits: every token of the three sequences, one output row per
+     * scored position (the row before its target) */
+    enum { NT = 9 + 2 + 12, V = 97 };
+    int32_t tok[NT], sq[NT], ps[NT], oi[NT], tgt[NT];
+    int nt = 0, no = 0;
     for (int r = 0; r < 3; r++) {
-        int n = req[r].n_tokens, V = 97, greedy = 1;
-        int32_t sq[12], ps[12], oi[12];
-        for (int t = 0; t < n; t++) sq[t] = 0, ps[t] = t, oi[t] = t;
-        float *lg = malloc((size_t)n * V * 4);
-        lop_batch bb = {n, (int32_t *)seqs[r], sq, ps, n, oi};
-        OK(lop_engine_forward(gpu, &bb, lg));
+        for (int t = 0; t < req[r].n_tokens; t++, nt++) tok[nt] = req[r].tokens[t], sq[nt] = r, ps[nt] = t;
+        for (int t = req[r].first; t < req[r].n_tokens; t++, no++)
+            oi[no] = nt - req[r].n_tokens + t - 1, tgt[no] = req[r].tokens[t];
+    }
+    float *lg = malloc((size_t)no * V * 4);
+    lop_batch bb = {nt, tok, sq, ps, no, oi};
+    OK(lop_engine_forward(gpu, &bb, lg));
+    int k = 0;
+    double worst = 0, worst_sum = 0;
+    for (int r = 0; r < 3; r++) {
         double sum = 0;
-        for (int t = req[r].first; t < n; t++, k++) {
+        int greedy = 1;
+        for (int t = req[r].first; t < req[r].n_tokens; t++, k++) {
             int am;
-            double lp = lg[(t - 1) * V + seqs[r][t]] - lop_logits_lse(lg + (t - 1) * V, V, &am);
-            greedy &= am == seqs[r][t];
+            double lp = lg[(size_t)k * V + tgt[k]] - lop_logits_lse(lg + (size_t)k * V, V, &am);
+            greedy &= am == tgt[k];
             sum += lp;
             if (fabs(lp - tl[k]) > worst) worst = fabs(lp - tl[k]);
         }
-        assert_int_equal(sc[r].n_scored, n - req[r].first);
+        assert_int_equal(sc[r].n_scored, req[r].n_tokens - req[r].first);
         assert_int_equal(sc[r].greedy, greedy);
-        assert_true(fabs(sc[r].logprob - sum) < 1e-4);
-        free(lg);
+        if (fabs(sc[r].logprob - sum) > worst_sum) worst_sum = fabs(sc[r].logprob - sum);
     }
-    printf("  device scoring vs host log-softmax: max |diff| %.2e over %d tokens (tolerance 1e-5)\n", worst, k);
+    printf("  device scoring vs host log-softmax: max |diff| %.2e over %d tokens (tolerance 1e-5), "
+           "of a sequence's sum %.2e (tolerance 1e-4)\n", worst, k, worst_sum);
     assert_true(worst < 1e-5);
+    assert_true(worst_sum < 1e-4);
+    free(lg);
     lop_engine_free(gpu);
     lop_model_free(m);
 }

@@ -195,9 +195,10 @@ static void test_sampler(void **st) {
     free(work);
 }
 
-/* top-k by partial selection == the first k of a full sort: a 1000-token vocabulary with many exact
- * ties (ids ascending break them), the k-th and (k+1)-th candidates tied; same draws as a reference
- * that sorts everything */
+/* top-k by partial selection == a full sort: a 1000-token vocabulary with many exact ties (ids
+ * ascending order them), k cutting inside a run of ties; every token tied with the k-th is kept
+ * (HF's TopKLogitsWarper keeps logits >= the k-th, as the GPU sampler does); same draws as a
+ * reference that sorts everything */
 typedef struct ref_cand {
     float logit;
     int id;
@@ -211,6 +212,7 @@ static int ref_sample(const float *logits, int n, float temp, int k, double top_
     ref_cand *c = malloc((size_t)n * sizeof *c);
     for (int i = 0; i < n; i++) c[i] = (ref_cand){logits[i] / temp, i};
     qsort(c, n, sizeof *c, ref_cmp);
+    while (k < n && c[k].logit == c[k - 1].logit) k++;
     double mx = c[0].logit, sum = 0, cum = 0;
     for (int i = 0; i < k; i++) sum += exp(c[i].logit - mx);
     int m = k;
@@ -249,6 +251,19 @@ static void test_sampler_top_k_selection(void **st) {
             assert_int_equal(lop_sample(l, N, &sp, &a, work), ref_sample(logits, N, 0.8f, ks[c], 0.9, &b));
         }
     }
+    /* k = 2 cuts a run of three ties: all three can be drawn, the token below them never */
+    float tie[5] = {3.f, 2.f, 2.f, 2.f, -1.f};
+    lop_sampling sp = {1.f, 2, 1.f, 0};
+    lop_rng r;
+    lop_rng_seed(&r, 11, 0);
+    int cnt[5] = {0};
+    for (int i = 0; i < 4000; i++) {
+        memcpy(l, tie, sizeof tie);
+        cnt[lop_sample(l, 5, &sp, &r, work)]++;
+    }
+    printf("  top-k 2 over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]);
+    for (int i = 0; i < 4; i++) assert_true(cnt[i] > 0);
+    assert_int_equal(cnt[4], 0);
     free(work);
 }
 

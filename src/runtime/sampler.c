@@ -1,5 +1,6 @@
 /* Sampling; see sampler.h. top-k / top-p follow HF's TopKLogitsWarper / TopPLogitsWarper:
- * top-p keeps the smallest set of most likely tokens whose probability mass reaches p. */
+ * top-k keeps every token whose logit reaches the k-th largest (ties with it included, as HF and
+ * the GPU sampler do), top-p the smallest set of most likely tokens whose mass reaches p. */
 #include "runtime/sampler.h"
 
 #include <math.h>
@@ -71,6 +72,9 @@ int lop_sample(float *logits, int n, const lop_sampling *s, lop_rng *rng, void *
     if (s->top_k > 0 && s->top_k < n) {
         m = s->top_k;
         top_k_sorted(logits, n, s->temperature, m, c);
+        /* tokens tied with the k-th that the id order left out: those after it, in id order */
+        for (int i = c[m - 1].id + 1, last = m - 1; i < n; i++)
+            if (logits[i] / s->temperature == c[last].logit) c[m++] = (cand){c[last].logit, i};
     } else {
         for (int i = 0; i < n; i++) c[i] = (cand){logits[i] / s->temperature, i};
         qsort(c, n, sizeof *c, cmp_desc);
