@@ -381,13 +381,14 @@ static int gemv_prefetch_lines(void) {
     return lines;
 }
 
-/* LOP_CUDA_GEMV_BALANCE=1: a resident grid of W warps over I items takes r = ceil(I / W) rounds;
- * this shrinks it to ceil(I / r) warps, so every warp takes r items (or r - 1 for the last few)
- * instead of some r and many r - 1: at 7B batch 1 the q/k/v product's v-paired items then fall
- * exactly two to a warp (bench/cuda/NOTES.md, 11) */
+/* A resident grid of W warps over I items takes r = ceil(I / W) rounds; this shrinks it to
+ * ceil(I / r) warps, so every warp takes r items (or r - 1 for the last few) instead of some r and
+ * many r - 1: at 7B batch 1 the q/k/v product's v-paired items then fall exactly two to a warp
+ * (bench/cuda/NOTES.md, 11 and 14: with v pairing +1.8 % at 7B batch 1 on the H200; default since,
+ * LOP_CUDA_GEMV_BALANCE=0 turns it off) */
 static int gemv_balance(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_GEMV_BALANCE", 0, 0, 1);
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_BALANCE", 1, 0, 1);
     return on;
 }
 
@@ -412,10 +413,10 @@ static int phase_items(const k_gemv_phase &a, int mode) {
     return mode == GEMV_SWIGLU ? lop_pad8(a.rows / 2) : mode == GEMV_ROPE ? rope_items(a.ra) : a.rows;
 }
 
-/* opt-in (LOP_CUDA_VPAIR=1) until measured: q/k/v's v rows two to a work item, as its RoPE pairs are */
+/* q/k/v's v rows two to a work item, as its RoPE pairs are (NOTES 11, 14; LOP_CUDA_VPAIR=0 turns it off) */
 static int gemv_vpair(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_VPAIR", 0, 0, 1);
+    if (on < 0) on = env_switch("LOP_CUDA_VPAIR", 1, 0, 1);
     return on;
 }
 

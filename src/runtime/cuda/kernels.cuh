@@ -49,7 +49,7 @@ typedef struct k_rope_args {
     int nh, nkv, hd, max_seq;
     float *q;
     __half *kc, *vc;
-    int vpair; /* set by the GEMV launchers (LOP_CUDA_VPAIR=1): v rows two to a work item */
+    int vpair; /* set by the GEMV launchers (default; LOP_CUDA_VPAIR=0 clears it): v rows two to a work item */
 } k_rope_args;
 /* W [rows][ldw] (dt), X [nb][ldx] (dt, ldx >= ldw, same zero padding), nb in 1..8.
  *   GEMV_STORE:  Y[b][r] = W[r]·X[b]                                        (r < rows)
