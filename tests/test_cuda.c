@@ -326,9 +326,9 @@ static void test_attention(void **st) {
 /* kept set of the CPU sampler's rules (temperature -> top-k -> top-p), with probabilities */
 static int cpu_kept(const float *l, int V, float T, int k, float p, int *ids, double *prob) {
     for (int i = 0; i < V; i++) ids[i] = i;
-    for (int i = 0; i < V; i++) /* selection sort, V is small */
+    for (int i = 0; i < V; i++) /* selection sort, V is small; ties by index ascending, as both samplers */
         for (int j = i + 1; j < V; j++)
-            if (l[ids[j]] > l[ids[i]]) {
+            if (l[ids[j]] > l[ids[i]] || (l[ids[j]] == l[ids[i]] && ids[j] < ids[i])) {
                 int t = ids[i];
                 ids[i] = ids[j];
                 ids[j] = t;
