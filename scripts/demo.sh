@@ -66,8 +66,11 @@ else
     metric=throughput
 fi
 echo
-"$LOP" plot "$out/bench.json" -o "$out/figure.png" --metric "$metric" --lengths 128,$([ "$metric" = util ] && echo 512 || echo 64) ||
+figure="figure: $out/figure.png"
+"$LOP" plot "$out/bench.json" -o "$out/figure.png" --metric "$metric" --lengths 128,$([ "$metric" = util ] && echo 512 || echo 64) || {
     echo "(figure not drawn; its gnuplot script and data are in $out)"
+    figure="figure not drawn: $out/figure.gp"
+}
 echo
 
 # ---- short evaluation of the three (full runs: docs/eval.md, bench/eval/)
@@ -87,7 +90,7 @@ else
 fi
 
 # ---- the summary beside the figure
-echo "== Original vs Width vs Depth  (figure: $out/figure.png; results: $out/bench.csv, $out/bench.json)"
+echo "== Original vs Width vs Depth  ($figure; results: $out/bench.csv, $out/bench.json)"
 printf '%-24s %12s %12s %12s %11s %13s\n' model parameters "tok/s B=1" "tok/s B=16" "PPL ctx128" "zero-shot avg"
 i=0
 echo "$labels" | tr ',' '\n' | while read -r label; do
