@@ -4,7 +4,7 @@
 # (bench/cuda/NOTES.md says what each one is for), the list run twice, interleaved, so that drift
 # of the machine shows as a spread rather than as a difference between switches; then the best
 # setting against the defaults on LLaMA-13B and on the depth- and width-pruned 4.9B shapes.
-# Usage: bench/cuda_b1_sweep.sh OUT.csv [BUILD]   (SWEEP="name=VARS;..." replaces the list)
+# Usage: bench/cuda_b1_sweep.sh OUT.csv [BUILD]   (SWEEP="name=VARS;..." replaces the list, ROUNDS=n the 2 rounds)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${2:-build}
@@ -19,10 +19,13 @@ nobalance=LOP_CUDA_GEMV_BALANCE=0;\
 pdl=LOP_CUDA_PDL=1;\
 pdl_occ50_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8;\
 chain2=LOP_CUDA_CHAIN=2;\
-chain3=LOP_CUDA_CHAIN=3"
+chain3=LOP_CUDA_CHAIN=3;\
+acc1=LOP_CUDA_GEMV_ACC=1;\
+acc2=LOP_CUDA_GEMV_ACC=2;\
+acc3=LOP_CUDA_GEMV_ACC=3"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 
-for round in 1 2; do
+for round in $(seq "${ROUNDS:-2}"); do
     for entry in "${sweep[@]}"; do
         RUN_ENV=${entry#*=} run "7b_b1_${entry%%=*}_r$round" synth:llama-7b 1 128
     done

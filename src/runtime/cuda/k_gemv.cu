@@ -420,9 +420,20 @@ static int gemv_vpair(void) {
     return on;
 }
 
+/* LOP_CUDA_GEMV_ACC=v: the loop variant of the residual products (o, down) alone, default
+ * LOP_CUDA_GEMV's. They hold 38 registers (12 blocks per SM, 6336 warps for 4096 rows at 7B), so a
+ * variant with more loads in flight costs them no active warps where it cost q/k/v (80 registers)
+ * its occupancy in run3; they stream at 57 % of the read ceiling in run12's ncu pass
+ * (bench/cuda/NOTES.md, What to try next) */
+static int gemv_acc_variant(void) {
+    static int v = -1;
+    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", lop_cuda_gemv_variant(), 0, 3);
+    return v;
+}
+
 template <typename T, int MODE, int XN>
 static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
-    const int v = nb <= 2 ? lop_cuda_gemv_variant() : 0;
+    const int v = nb > 2 ? 0 : MODE == GEMV_ACC ? gemv_acc_variant() : lop_cuda_gemv_variant();
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
 #define GO(N, U, P) go<T, N, MODE, U, P, XN>(items, smem, s, a)
