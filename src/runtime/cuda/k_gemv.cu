@@ -422,9 +422,9 @@ static int gemv_vpair(void) {
 
 /* LOP_CUDA_GEMV_ACC=v: the loop variant of the residual products (o, down) alone, default
  * LOP_CUDA_GEMV's. They hold 38 registers (12 blocks per SM, 6336 warps for 4096 rows at 7B), so a
- * variant with more loads in flight costs them no active warps where it cost q/k/v (80 registers)
- * its occupancy in run3; they stream at 57 % of the read ceiling in run12's ncu pass
- * (bench/cuda/NOTES.md, What to try next) */
+ * variant with more loads in flight costs them no active warps (8 loads: 56 registers, 4752 warps)
+ * where it cost q/k/v its occupancy in run3. Measured on the H200 (bench/cuda/NOTES.md, 16): 7B
+ * batch 1 235.6 tok/s with the default, 228.4 with 8 loads, 234.6 double-buffered: kept opt-in */
 static int gemv_acc_variant(void) {
     static int v = -1;
     if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", lop_cuda_gemv_variant(), 0, 3);
