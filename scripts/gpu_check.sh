@@ -6,7 +6,8 @@
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
 # Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep hf demo
-#   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost, then
+#   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost,
+#   bench/tools/stream_shapes.cu, how fast 7B's matrix shapes stream under four access patterns, then
 #   bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 5 minutes)
 #   (train: the CUDA trainer and bench/prune_gpu.sh; demo: scripts/demo.sh, make demo's GPU path, when the
 #   SmolLM2 GGUF is in models/ and LOP_DATA names the data folder -- that machine has no apt-get/pip network)
@@ -57,6 +58,7 @@ if has build; then
         { echo "BUILD FAILED"; exit 1; }
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -Isrc -Iinclude bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
+    nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
     stamp "build done"
 fi
 
@@ -126,6 +128,7 @@ fi
 if has b1sweep; then
     stamp "batch-1 sweep"
     timeout 60 "$BUILD/sync_cost" | tee "$OUT/sync-cost.txt"; echo "sync_cost exit ${PIPESTATUS[0]}"
+    timeout 90 "$BUILD/stream_shapes" | tee "$OUT/stream-shapes.txt"; echo "stream_shapes exit ${PIPESTATUS[0]}"
     timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
     stamp "batch-1 sweep done"
 fi

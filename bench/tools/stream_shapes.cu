@@ -1,0 +1,220 @@
+/* Where the batch-1 weight stream loses its last 16 % (bench/cuda/NOTES.md, 17): inside lop's
+ * decode graph every product streams its weights at ~84 % of the read ceiling that cuda_bw measures
+ * (a 4 GiB linear sweep, 64 warps per SM), plus a fixed cost per launch. This asks, without the rest
+ * of a decode step around it, which access pattern keeps the ceiling for LLaMA-7B's matrix shapes:
+ *  - warp:   a warp per row (lop's GEMV: 4 x 16-byte loads in flight per lane, rows grid-strided over
+ *            a resident grid of 128-thread blocks), at the occupancy the compiler gives it;
+ *  - warp16: the same compiled for 16 blocks per SM (64 warps, the ceiling kernel's occupancy);
+ *  - block:  the 4 warps of a block share a row (adjacent 512-byte segments), summed in shared memory;
+ *  - linear: the matrix as one flat array, grid-strided like cuda_bw (no dot products: the ceiling
+ *            of this size and of 32 launches in a graph);
+ * each as 32 launches captured in one CUDA graph over 32 distinct matrices (a decode step's 32
+ * layers; together far larger than L2), median of 9 replays. Prints "key value" lines:
+ * stream_<shape>_<pattern>_us (per launch) and _GBps; shapes o 4096x4096, down 4096x11008,
+ * qkv 12288x4096, gateup 22016x4096 (fp16). The warp and block patterns are checked against a host
+ * dot product of the first matrix (check_<pattern> max relative error).
+ * Build: nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 (scripts/gpu_check.sh build). */
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <algorithm>
+#include <vector>
+
+#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+
+enum { LAYERS = 32, REPS = 9, THREADS = 128, WARPS = THREADS / 32, U = 4 };
+
+__device__ __forceinline__ float dot8(uint4 w, uint4 x) {
+    const __half2 *a = reinterpret_cast<const __half2 *>(&w), *b = reinterpret_cast<const __half2 *>(&x);
+    float s = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float2 p = __half22float2(a[k]), q = __half22float2(b[k]);
+        s = fmaf(p.x, q.x, fmaf(p.y, q.y, s));
+    }
+    return s;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* a warp per row, rows grid-strided; nc = row length in 16-byte chunks */
+template <int MINB>
+__global__ void __launch_bounds__(THREADS, MINB) warp_rows(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    const int lane = threadIdx.x & 31, stride = gridDim.x * WARPS;
+    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < rows; r += stride) {
+        const uint4 *w = W + (size_t)r * nc;
+        float acc = 0.f;
+        for (int c0 = lane; c0 < nc; c0 += 32 * U) {
+            uint4 wa[U];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + 32 * u < nc) wa[u] = __ldcs(w + c0 + 32 * u);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + 32 * u < nc) acc += dot8(wa[u], __ldg(x + c0 + 32 * u));
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) y[r] = acc;
+    }
+}
+
+/* the 4 warps of a block share a row: warp k reads chunks k*32 + lane + 128 * u, ... */
+__global__ void __launch_bounds__(THREADS) block_rows(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    __shared__ float part[WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+        const uint4 *w = W + (size_t)r * nc;
+        float acc = 0.f;
+        for (int c0 = threadIdx.x; c0 < nc; c0 += THREADS * U) {
+            uint4 wa[U];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + THREADS * u < nc) wa[u] = __ldcs(w + c0 + THREADS * u);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + THREADS * u < nc) acc += dot8(wa[u], __ldg(x + c0 + THREADS * u));
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) part[warp] = acc;
+        __syncthreads();
+        if (threadIdx.x == 0) y[r] = part[0] + part[1] + part[2] + part[3];
+        __syncthreads();
+    }
+}
+
+/* the matrix as a flat array, as cuda_bw's read kernel */
+__global__ void __launch_bounds__(THREADS) linear(const uint4 *p, size_t n, float *y) {
+    unsigned acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride), d = __ldcs(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride) {
+        uint4 a = __ldcs(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == 0x9e3779b9u) y[0] = (float)acc;
+}
+
+__global__ void fill(uint4 *p, size_t n, unsigned seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned h[4];
+        for (int k = 0; k < 4; k++) {
+            unsigned v = (unsigned)(i * 4 + k) * 2654435761u ^ seed;
+            v ^= v >> 15, v *= 2246822519u, v ^= v >> 13;
+            h[k] = (v & 0x83ff83ffu) | 0x38003800u; /* fp16 pairs in +-[0.5, 1) */
+        }
+        p[i] = make_uint4(h[0], h[1], h[2], h[3]);
+    }
+}
+
+template <typename K> static int resident(K kern) {
+    int dev = 0, sms = 0, per = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, THREADS, 0));
+    return per * sms;
+}
+
+/* microseconds per launch: LAYERS launches of one pattern captured in a graph, median of REPS */
+template <typename F> static float us_per_launch(cudaStream_t s, F launch_layer) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int l = 0; l < LAYERS; l++) launch_layer(l);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> t;
+    for (int r = 0; r < REPS + 2; r++) {
+        CK(cudaEventRecord(a, s));
+        CK(cudaGraphLaunch(ge, s));
+        CK(cudaEventRecord(b, s));
+        CK(cudaEventSynchronize(b));
+        float ms = 0;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        if (r >= 2) t.push_back(ms * 1000.f / LAYERS);
+    }
+    std::sort(t.begin(), t.end());
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    CK(cudaEventDestroy(a));
+    CK(cudaEventDestroy(b));
+    return t[t.size() / 2];
+}
+
+static float half_bits(unsigned short h) { return __half2float(*reinterpret_cast<const __half *>(&h)); }
+
+/* max relative error of y (first matrix) against the host's dot products */
+static double check(const uint4 *dW, const uint4 *dx, const float *dy, int rows, int nc) {
+    size_t n = (size_t)rows * nc * 8;
+    std::vector<unsigned short> w(n), x((size_t)nc * 8);
+    std::vector<float> y(rows);
+    CK(cudaMemcpy(w.data(), dW, n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(x.data(), dx, (size_t)nc * 16, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(y.data(), dy, (size_t)rows * 4, cudaMemcpyDeviceToHost));
+    double worst = 0;
+    for (int r = 0; r < rows; r++) {
+        double s = 0, mag = 0;
+        for (size_t k = 0; k < (size_t)nc * 8; k++) {
+            double p = (double)half_bits(w[(size_t)r * nc * 8 + k]) * half_bits(x[k]);
+            s += p, mag += fabs(p);
+        }
+        worst = std::max(worst, fabs(s - y[r]) / (mag > 0 ? mag : 1));
+    }
+    return worst;
+}
+
+int main() {
+    struct { const char *name; int rows, cols; } shapes[] = {
+        {"o", 4096, 4096}, {"down", 4096, 11008}, {"qkv", 12288, 4096}, {"gateup", 22016, 4096}};
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device %s\n", prop.name);
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    const int g_warp = resident(warp_rows<1>), g_warp16 = resident(warp_rows<16>), g_block = resident(block_rows),
+              g_lin = resident(linear);
+    printf("resident_blocks warp %d warp16 %d block %d linear %d\n", g_warp, g_warp16, g_block, g_lin);
+    for (auto &sh : shapes) {
+        const int nc = sh.cols / 8;
+        const size_t per = (size_t)sh.rows * nc; /* uint4 per matrix */
+        uint4 *W, *x;
+        float *y;
+        CK(cudaMalloc(&W, per * LAYERS * 16));
+        CK(cudaMalloc(&x, (size_t)nc * 16));
+        CK(cudaMalloc(&y, (size_t)sh.rows * 4));
+        fill<<<4096, 256, 0, s>>>(W, per * LAYERS, 1u);
+        fill<<<64, 256, 0, s>>>(x, nc, 7u);
+        CK(cudaStreamSynchronize(s));
+        const double mb = per * 16 / 1e6;
+        auto report = [&](const char *pat, float us) {
+            printf("stream_%s_%s_us %.2f\nstream_%s_%s_GBps %.0f\n", sh.name, pat, us, sh.name, pat, mb * 1e3 / us);
+        };
+        const int rows = sh.rows;
+        report("warp", us_per_launch(s, [&](int l) {
+                   warp_rows<1><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+               }));
+        if (sh.rows == 4096 && sh.cols == 4096) printf("check_warp %.2e\n", check(W + 31 * per, x, y, rows, nc));
+        report("warp16", us_per_launch(s, [&](int l) {
+                   warp_rows<16><<<std::min(g_warp16, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+               }));
+        report("block", us_per_launch(s, [&](int l) {
+                   block_rows<<<std::min(g_block, rows), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+               }));
+        if (sh.rows == 4096 && sh.cols == 4096) printf("check_block %.2e\n", check(W + 31 * per, x, y, rows, nc));
+        report("linear", us_per_launch(s, [&](int l) { linear<<<g_lin, THREADS, 0, s>>>(W + l * per, per, y); }));
+        CK(cudaFree(W));
+        CK(cudaFree(x));
+        CK(cudaFree(y));
+    }
+    return 0;
+}
