@@ -150,20 +150,27 @@ __device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, i
 }
 
 /* The work items item, item + stride, ... of one product. XS: X is the block's copy in shared memory
- * (row stride a.ldw), else a.X in global memory (row stride a.ldx). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XS>
+ * (row stride a.ldw), else a.X in global memory (row stride a.ldx). BR (block rows, opt-in
+ * LOP_CUDA_GEMV_BLOCKROW=1): the item is the whole block's, its warps read adjacent 512-byte
+ * segments of the row(s) (a block covers GEMV_WARPS x U x 512 bytes of a row at once, one
+ * contiguous front instead of a warp's 2 KB in each of several rows), and warp 0 sums the four
+ * partial dot products from shared memory and runs the epilogue (bench/cuda/NOTES.md, 17). */
+template <typename T, int NB, int MODE, int U, int PIPE, int XS, int BR = 0>
 __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__restrict__ X, int item, int stride) {
     const T *__restrict__ W = (const T *)a.W;
     const int ldw = a.ldw, rows = a.rows, ldx = XS ? a.ldw : a.ldx;
     const k_rope_args &ra = a.ra;
-    const int lane = threadIdx.x & 31, n_items = gemv_n_items<MODE>(rows, ra);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_items = gemv_n_items<MODE>(rows, ra);
     const int nchunk = ldw >> 3;
+    /* a lane's first 16-byte chunk of the row and the step between its chunks */
+    const int c_first = BR ? warp * 32 + lane : lane, c_step = BR ? GEMV_WARPS * 32 : 32;
     T *H = (T *)a.H;
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
-        if (item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
+        if (item + stride < n_items && (!BR || warp == 0))
+            prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
         if (it.zero_pad) {
-            if (lane < NB) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
+            if (lane < NB && (!BR || warp == 0)) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
             continue;
         }
         const int pair = it.pair, r0 = it.r0, r1 = it.r1;
@@ -177,7 +184,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
         auto load = [&](int c0) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                int c = c0 + 32 * u;
+                int c = c0 + c_step * u;
                 if (c < nchunk) {
                     wa[u] = __ldcs(w0 + c);
                     if (pair) wg[u] = __ldcs(w1 + c);
@@ -187,7 +194,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
         auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                int c = c0 + 32 * u;
+                int c = c0 + c_step * u;
                 if (c < nchunk) {
                     float wf[8], wh[8];
                     load8<T>(aa[u], wf);
@@ -208,16 +215,16 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
             }
         };
         if (PIPE) {
-            load(lane);
-            for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            load(c_first);
+            for (int c0 = c_first; c0 < nchunk; c0 += c_step * U) {
                 uint4 ca[U], cg[U];
 #pragma unroll
                 for (int u = 0; u < U; u++) ca[u] = wa[u], cg[u] = wg[u];
-                if (c0 + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
+                if (c0 + c_step * U < nchunk) load(c0 + c_step * U); /* next batch in flight while this one is used */
                 consume(ca, cg, c0);
             }
         } else {
-            for (int c0 = lane; c0 < nchunk; c0 += 32 * U) {
+            for (int c0 = c_first; c0 < nchunk; c0 += c_step * U) {
                 load(c0);
                 consume(wa, wg, c0);
             }
@@ -226,6 +233,21 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
         for (int b = 0; b < NB; b++) {
             acc0[b] = warp_sum(acc0[b]);
             if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
+        }
+        if (BR) { /* the block's four partial sums, added in warp order by warp 0 */
+            __shared__ float s_part[GEMV_WARPS][2][GEMV_MAX_NB];
+            if (lane == 0)
+#pragma unroll
+                for (int b = 0; b < NB; b++) s_part[warp][0][b] = acc0[b], s_part[warp][1][b] = acc1[b];
+            __syncthreads();
+            if (warp == 0)
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    acc0[b] = acc1[b] = 0.0f;
+                    for (int w = 0; w < GEMV_WARPS; w++) acc0[b] += s_part[w][0][b], acc1[b] += s_part[w][1][b];
+                }
+            __syncthreads(); /* s_part is free for the next item */
+            if (warp != 0) continue;
         }
 #pragma unroll
         for (int b = 0; b < NB; b++) {
@@ -270,16 +292,17 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 
 /* One product. Grid-stride: a warp takes items item0, item0 + stride, ... (the launcher sizes the
  * grid to what is resident at once, so there are no waves, and the XN prologue runs once per block). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XN>
+template <typename T, int NB, int MODE, int U, int PIPE, int XN, int BR>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     extern __shared__ uint4 s_dyn[];
     pdl_trigger();
-    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
-    prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
+    const int warp = threadIdx.x >> 5;
+    const int item = BR ? blockIdx.x : blockIdx.x * GEMV_WARPS + warp, stride = BR ? gridDim.x : gridDim.x * GEMV_WARPS;
+    if (!BR || warp == 0) prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
     pdl_wait();
     T *xs = reinterpret_cast<T *>(s_dyn);
     if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
-    gemv_items<T, NB, MODE, U, PIPE, XN>(a, XN ? xs : (const T *)a.X, item, stride);
+    gemv_items<T, NB, MODE, U, PIPE, XN, BR>(a, XN ? xs : (const T *)a.X, item, stride);
 }
 
 template <typename T, int NB>
@@ -392,17 +415,18 @@ static int gemv_balance(void) {
     return on;
 }
 
-template <typename T, int NB, int MODE, int U, int P, int XN>
+template <typename T, int NB, int MODE, int U, int P, int XN, int BR = 0>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
-    auto kern = gemv_kernel<T, NB, MODE, U, P, XN>;
-    int blocks = lop_cdiv(items, GEMV_WARPS);
+    auto kern = gemv_kernel<T, NB, MODE, U, P, XN, BR>;
+    const int per_block = BR ? 1 : GEMV_WARPS; /* items a block takes at once */
+    int blocks = lop_cdiv(items, per_block);
     if (gemv_resident_grid()) {
         int res = (int)((int64_t)resident_blocks(kern, smem) * gemv_occupancy_pct() / 100);
         if (res > 0 && res < blocks) {
             blocks = res;
             if (gemv_balance()) {
-                const int rounds = lop_cdiv(items, res * GEMV_WARPS);
-                blocks = lop_cdiv(lop_cdiv(items, rounds), GEMV_WARPS);
+                const int rounds = lop_cdiv(items, res * per_block);
+                blocks = lop_cdiv(lop_cdiv(items, rounds), per_block);
             }
         }
     }
@@ -431,15 +455,26 @@ static int gemv_acc_variant(void) {
     return v;
 }
 
+/* LOP_CUDA_GEMV_BLOCKROW=1 (opt-in, not yet run on a GPU): at 1-2 tokens the 4-load loop takes a
+ * row per block instead of per warp (gemv_items' BR); bench/tools/stream_shapes.cu's `block`
+ * pattern measures the same access alone */
+static int gemv_blockrow(void) {
+    static int on = -1;
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_BLOCKROW", 0, 0, 1);
+    return on;
+}
+
 template <typename T, int MODE, int XN>
 static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int v = nb > 2 ? 0 : MODE == GEMV_ACC ? gemv_acc_variant() : lop_cuda_gemv_variant();
+    const int br = nb <= 2 && v == 0 && gemv_blockrow();
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
 #define GO(N, U, P) go<T, N, MODE, U, P, XN>(items, smem, s, a)
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
-        if (v == 1) GO(N, 8, 0);                                                                   \
+        if (br) go<T, N, MODE, 4, 0, XN, 1>(items, smem, s, a);                                  \
+        else if (v == 1) GO(N, 8, 0);                                                              \
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
         else GO(N, 4, 0);                                                                          \
