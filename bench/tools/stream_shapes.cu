@@ -1,9 +1,9 @@
-/* Where the batch-1 weight stream loses its last 16 % (bench/cuda/NOTES.md, 17): inside lop's
- * decode graph every product streams its weights at ~84 % of the read ceiling that cuda_bw measures
+/* Where the batch-1 weight stream loses its last 16 % (bench/cuda/NOTES.md, 17): in lop's decode
+ * (run12's per-product trace) every product streams its weights at ~84 % of the read ceiling that cuda_bw measures
  * (a 4 GiB linear sweep, 64 warps per SM), plus a fixed cost per launch. This asks, without the rest
  * of a decode step around it, which access pattern keeps the ceiling for LLaMA-7B's matrix shapes:
  *  - warp:   a warp per row (lop's GEMV: 4 x 16-byte loads in flight per lane, rows grid-strided over
- *            a resident grid of 128-thread blocks), at the occupancy the compiler gives it;
+ *            a resident grid of 128-thread blocks), compiled for 12 blocks per SM as lop's o/down;
  *  - warp16: the same compiled for 16 blocks per SM (64 warps, the ceiling kernel's occupancy);
  *  - block:  the 4 warps of a block share a row (adjacent 512-byte segments), summed in shared memory;
  *  - linear: the matrix as one flat array, grid-strided like cuda_bw (no dot products: the ceiling
@@ -181,7 +181,7 @@ int main() {
     printf("device %s\n", prop.name);
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    const int g_warp = resident(warp_rows<1>), g_warp16 = resident(warp_rows<16>), g_block = resident(block_rows),
+    const int g_warp = resident(warp_rows<12>), g_warp16 = resident(warp_rows<16>), g_block = resident(block_rows),
               g_lin = resident(linear);
     printf("resident_blocks warp %d warp16 %d block %d linear %d\n", g_warp, g_warp16, g_block, g_lin);
     for (auto &sh : shapes) {
@@ -201,7 +201,7 @@ int main() {
         };
         const int rows = sh.rows;
         report("warp", us_per_launch(s, [&](int l) {
-                   warp_rows<1><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+                   warp_rows<12><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
                }));
         if (sh.rows == 4096 && sh.cols == 4096) printf("check_warp %.2e\n", check(W + 31 * per, x, y, rows, nc));
         report("warp16", us_per_launch(s, [&](int l) {
