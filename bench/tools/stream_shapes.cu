@@ -1,7 +1,8 @@
 /* Where the batch-1 weight stream loses its last 16 % (bench/cuda/NOTES.md, 17): in lop's decode
- * (run12's per-product trace) every product streams its weights at ~84 % of the read ceiling that cuda_bw measures
- * (a 4 GiB linear sweep, 64 warps per SM), plus a fixed cost per launch. This asks, without the rest
- * of a decode step around it, which access pattern keeps the ceiling for LLaMA-7B's matrix shapes:
+ * (run12's per-product trace) every product streams its weights at ~84 % of the read ceiling that
+ * cuda_bw measures (a 4 GiB linear sweep, 64 warps per SM), plus a fixed cost per launch. This asks,
+ * without the rest of a decode step around it, which access pattern keeps the ceiling for LLaMA-7B's
+ * matrix shapes:
  *  - warp:   a warp per row (lop's GEMV: 4 x 16-byte loads in flight per lane, rows grid-strided over
  *            a resident grid of 128-thread blocks), compiled for 12 blocks per SM as lop's o/down;
  *  - warp16: the same compiled for 16 blocks per SM (64 warps, the ceiling kernel's occupancy);
