@@ -12,14 +12,13 @@ source bench/cuda_run.sh
 cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Run 11 (H200, bench/cuda/NOTES.md 14) measured 15 settings;
-# the list keeps the defaults before it (novpair), and one of each family that lost
+# the list keeps the defaults before it (novpair), one setting of each family that lost and is
+# still in the code, and the new candidates
 default_sweep="base=;\
 novpair=LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 nobalance=LOP_CUDA_GEMV_BALANCE=0;\
 pdl=LOP_CUDA_PDL=1;\
 pdl_occ50_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8;\
-chain2=LOP_CUDA_CHAIN=2;\
-chain3=LOP_CUDA_CHAIN=3;\
 acc2=LOP_CUDA_GEMV_ACC=2;\
 blockrow=LOP_CUDA_GEMV_BLOCKROW=1"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"

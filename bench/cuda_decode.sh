@@ -21,7 +21,7 @@ if [ -n "${BENCH_VARIANTS:-}" ]; then
     echo "# fastest GEMV variant: $LOP_CUDA_GEMV (used below)" >> "$csv"
     LOP_CUDA_PDL=1 run 7b_b1_pdl synth:llama-7b 1 128
 fi
-# (the batch-1 engine switches -- chains, PDL, occupancy, v pairing -- are measured by cuda_b1_sweep.sh)
+# (the batch-1 engine switches -- PDL, occupancy, loop variants, block rows -- are measured by cuda_b1_sweep.sh)
 run 7b_b1 synth:llama-7b 1 128
 run 7b_b1_nograph synth:llama-7b 1 128 --no-graphs
 run 7b_b1_greedy synth:llama-7b 1 128 --temp 0

@@ -57,7 +57,7 @@ if has build; then
     make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" all $tests ||
         { echo "BUILD FAILED"; exit 1; }
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
-    nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -Isrc -Iinclude bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
+    nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
     stamp "build done"
 fi
@@ -79,7 +79,7 @@ if has test; then
         [ $rc = 0 ] || cp /tmp/tv.log "$OUT/test_cuda_fail_$vn.log"
     }
     for e in LOP_CUDA_GEMV=1 LOP_CUDA_GEMV=2 LOP_CUDA_GEMV=3 LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
-        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_CHAIN=1 LOP_CUDA_CHAIN=2 LOP_CUDA_CHAIN=3 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=0 \
+        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=0 \
         LOP_CUDA_GEMV_BALANCE=0 "LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0" LOP_CUDA_GEMV_ACC=1 LOP_CUDA_GEMV_ACC=3 \
         LOP_CUDA_GEMV_BLOCKROW=1 "LOP_CUDA_GEMV_BLOCKROW=1 LOP_CUDA_GEMV_BALANCE=0"; do
         variant $e

@@ -4,21 +4,68 @@
  *  - graph:  1000 empty kernels captured in one CUDA graph (the gap lop's decode graph pays per product);
  *  - pdl:    the same launched with programmatic dependent launch (each kernel lets the next one launch
  *            at once and waits for its predecessor before it ends);
- *  - flat / hier: one kernel that crosses 1000 grid barriers (runtime/cuda/grid_barrier.cuh, the
- *            chains' code: one counter, or 32 group counters then a top counter);
+ *  - flat / hier: one kernel that crosses 1000 grid barriers (the GEMV chains' barrier, below: one
+ *            counter, or 32 group counters then a top counter);
  * for resident grids of 1, 6, 9 and 12 blocks of 128 threads per SM (the GEMV kernels hold 6-12).
- * Prints "key value" lines. Build: nvcc -O3 -gencode arch=compute_90,code=sm_90 -Isrc -Iinclude. */
+ * Prints "key value" lines. Build: nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <algorithm>
 #include <vector>
 
-#include "runtime/cuda/grid_barrier.cuh"
-
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
 
 enum { STEPS = 1000, REPS = 7, THREADS = 128 };
+
+/* The grid barrier lop's GEMV chains used (runs 8 and 11, removed since: a barrier cost twice a
+ * graph's launch gap, bench/cuda/NOTES.md 14 and 18), kept here as the thing measured. */
+#define K_BAR_GROUPS 32
+/* unsigned words a barrier needs, zeroed before first use (left with every count 0) */
+#define K_BAR_WORDS (32 * (K_BAR_GROUPS + 2))
+
+/* Every block of the grid waits here until all have arrived (the grid must be resident).
+ * bar[1] is the generation; the last to arrive resets the count(s) and moves the generation on.
+ * Flat: every block arrives on bar[0]. Two-level (hier): block b arrives on the counter of group
+ * b % K_BAR_GROUPS (each on its own 128-byte line), the last of a group on the top counter, so no
+ * counter takes more than ~gridDim.x / K_BAR_GROUPS serialised atomics. Writes before the barrier
+ * are visible after it (fences around the atomics). */
+__device__ __forceinline__ void grid_barrier(unsigned *bar, int hier) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned *gen = bar + 1;
+        const unsigned g = *gen;
+        __threadfence();
+        int last;
+        if (!hier) {
+            last = atomicAdd(bar, 1u) == gridDim.x - 1;
+            if (last) atomicExch(bar, 0u);
+        } else {
+            const unsigned ng = gridDim.x < K_BAR_GROUPS ? gridDim.x : K_BAR_GROUPS, grp = blockIdx.x % ng;
+            const unsigned in_grp = (gridDim.x - grp + ng - 1) / ng; /* blocks b < gridDim.x with b % ng == grp */
+            unsigned *gc = bar + 32 * (1 + grp), *top = bar + 32 * (1 + K_BAR_GROUPS);
+            last = 0;
+            if (atomicAdd(gc, 1u) == in_grp - 1) {
+                atomicExch(gc, 0u);
+                __threadfence();
+                last = atomicAdd(top, 1u) == ng - 1;
+                if (last) atomicExch(top, 0u);
+            }
+        }
+        if (last) {
+            __threadfence();
+            atomicAdd(bar + 1, 1u);
+        } else {
+            /* a block that never arrives (grid not resident) would hang the device: fail the launch */
+            for (long long spins = 0; *gen == g; spins++) {
+                __nanosleep(32);
+                if (spins > (1ll << 26)) __trap();
+            }
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
 
 __global__ void empty_kernel(unsigned *sink) {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -93,8 +140,8 @@ int main(void) {
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     unsigned *bar, *sink;
-    CK(cudaMalloc(&bar, K_CHAIN_BAR_WORDS * sizeof(unsigned)));
-    CK(cudaMemset(bar, 0, K_CHAIN_BAR_WORDS * sizeof(unsigned)));
+    CK(cudaMalloc(&bar, K_BAR_WORDS * sizeof(unsigned)));
+    CK(cudaMemset(bar, 0, K_BAR_WORDS * sizeof(unsigned)));
     CK(cudaMalloc(&sink, sizeof(unsigned)));
     const int per[] = {1, 6, 9, 12};
     for (int b : per) {

@@ -100,7 +100,6 @@ struct lop_backend {
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
     int *d_counters; /* split-attention combine counters, kept zero between launches */
-    unsigned *d_bar; /* the GEMV chains' grid barrier (K_CHAIN_BAR_WORDS after the counters) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     /* scoring (forward_logprob): targets and results of one group of logits_cap rows */
@@ -314,8 +313,7 @@ static void layout(lop_backend *be) {
     be->att = A(be, T * be->ld_att * es, CAT_ACT, "activations");
     be->h = A(be, T * be->ld_h * es, CAT_ACT, "activations");
     be->part = (float *)A(be, (size_t)be->part_floats * 4, CAT_ACT, "attention splits");
-    be->d_counters = (int *)A(be, (T * be->nh_max + 32 + K_CHAIN_BAR_WORDS) * sizeof(int), CAT_ACT, "attention splits");
-    be->d_bar = be->plan_only ? NULL : (unsigned *)(be->d_counters + T * be->nh_max + 32);
+    be->d_counters = (int *)A(be, T * be->nh_max * sizeof(int), CAT_ACT, "attention splits");
     be->logits = (float *)A(be, (size_t)be->logits_cap * be->V * 4, CAT_ACT, "logits");
     be->d_tok = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
     be->d_seq = (int32_t *)A(be, T * 4, CAT_ACT, "batch");
@@ -482,7 +480,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
     }
     if (st == LOP_OK) {
         cudaError_t e =
-            cudaMemset(be->d_counters, 0, ((size_t)be->tok_cap * be->nh_max + 32 + K_CHAIN_BAR_WORDS) * sizeof(int));
+            cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
         if (e != cudaSuccess) st = cuda_fail(e, "counters");
     }
     if (st == LOP_OK) {
@@ -578,84 +576,6 @@ static int xnorm_here(const lop_backend *be, int n, const float *pending) {
     return n <= k_gemv_route_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
 }
 
-/* ---- small-batch decode as GEMV chains ---- */
-/* Products queued until a kernel boundary is needed (attention) or the chain is full. */
-typedef struct {
-    k_gemv_phase ph[K_CHAIN_MAX];
-    int n;
-} chain_q;
-
-static void chain_flush(lop_backend *be, chain_q *q, int n) {
-    if (!q->n) return;
-    if (k_gemv_chain_ok(n, be->dt, q->ph, q->n)) {
-        k_gemv_chain(q->ph, q->n, be->dt, n, be->d_bar, be->stream);
-    } else {
-        for (int i = 0; i < q->n; i++) { /* one launch per product */
-            const k_gemv_phase *a = &q->ph[i];
-            if (a->mode == GEMV_ACC)
-                k_gemv(a->W, a->ldw, be->dt, a->rows, a->X, a->ldw, n, GEMV_ACC, a->Y, a->ldy, a->bias, NULL, 0, NULL,
-                       be->stream);
-            else
-                k_gemv_xnorm(a->W, a->ldw, be->dt, a->rows, &a->xn, n, a->mode, a->H, a->ldh, a->bias, &a->ra, be->stream);
-        }
-    }
-    q->n = 0;
-}
-
-static void chain_push(lop_backend *be, chain_q *q, int n, const k_gemv_phase *a) {
-    if (q->n == K_CHAIN_MAX) chain_flush(be, q, n);
-    q->ph[q->n++] = *a;
-}
-
-/* Whether decode at n tokens runs as chains: 1..2 tokens, the RMSNorm in the GEMV prologue, not
- * when tracing phases (LOP_CUDA_TRACE), LOP_CUDA_CHAIN=1..3 (opt-in). */
-static int chained_here(const lop_backend *be, int n, int decode_mode) {
-    return decode_mode && n <= 2 && !be->trace && k_gemv_chain_enabled() && xnorm_here(be, n, NULL);
-}
-
-/* The decode step's layers with the products of consecutive modules in one launch: per layer, the
- * chain [o, gate/up, down, next layer's q/k/v] and the attention kernel between chains. */
-static lop_status run_layers_chained(lop_backend *be, int n) {
-    const lop_config *c = &be->m->cfg;
-    cudaStream_t s = be->stream;
-    chain_q q = {};
-    k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
-    for (int l = 0; l < c->n_layers; l++) {
-        const cu_layer *L = &be->L[l];
-        if (L->nh) {
-            const int ld_att = lop_pad8(L->qd);
-            k_gemv_phase a = {};
-            a.mode = GEMV_ROPE, a.W = L->wqkv, a.ldw = be->ld_dim, a.rows = L->qkv_rows;
-            a.ra = (k_rope_args){L->bqkv, be->d_seq, be->d_pos, L->inv_freq, L->nh, L->nkv, L->hd, be->max_seq, be->q,
-                                 L->kc, L->vc};
-            a.xn = (k_xnorm_args){be->x, L->attn_norm, be->eps, be->dim};
-            chain_push(be, &q, n, &a);
-            chain_flush(be, &q, n);
-            k_attn_decode(be->q, L->kc, L->vc, be->d_seq, be->d_pos, n, L->nh, L->nkv, L->hd, be->max_seq,
-                          decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
-            CK(cudaGetLastError());
-            k_gemv_phase o = {};
-            o.mode = GEMV_ACC, o.W = L->wo, o.ldw = ld_att, o.rows = be->dim, o.X = be->att, o.ldx = ld_att;
-            o.Y = be->x, o.ldy = be->dim, o.bias = L->bo;
-            chain_push(be, &q, n, &o);
-        }
-        if (L->f) {
-            k_gemv_phase g = {};
-            g.mode = GEMV_SWIGLU, g.W = L->wgu, g.ldw = be->ld_dim, g.rows = 2 * L->f, g.bias = L->bgu;
-            g.H = be->h, g.ldh = lop_pad8(L->f);
-            g.xn = (k_xnorm_args){be->x, L->ffn_norm, be->eps, be->dim};
-            chain_push(be, &q, n, &g);
-            k_gemv_phase d = {};
-            d.mode = GEMV_ACC, d.W = L->wd, d.ldw = lop_pad8(L->f), d.rows = be->dim, d.X = be->h, d.ldx = lop_pad8(L->f);
-            d.Y = be->x, d.ldy = be->dim, d.bias = L->bd;
-            chain_push(be, &q, n, &d);
-        }
-    }
-    chain_flush(be, &q, n);
-    CK(cudaGetLastError());
-    return LOP_OK;
-}
-
 /* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
  * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
  * bias still pending on the residual stream. */
@@ -663,7 +583,6 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
     *pending = NULL;
-    if (chained_here(be, n, decode_mode)) return run_layers_chained(be, n);
     TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
     TRACE(be, PH_EMBED, PH_NORM);

@@ -23,15 +23,30 @@
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
+/* One product, the GEMV kernel's argument (k_gemv and k_gemv_xnorm fill it): W, its rows, the input
+ * X or (xn) the residual stream to normalise, and the outputs of the mode's epilogue. */
+typedef struct k_gemv_phase {
+    int mode;
+    const void *W;
+    int ldw, rows;
+    const void *X;
+    int ldx;
+    float *Y;
+    int ldy;
+    const float *bias;
+    void *H;
+    int ldh;
+    k_rope_args ra;
+    k_xnorm_args xn;
+    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
+} k_gemv_phase;
+
 #define GEMV_WARPS 4
 #define GEMV_MAX_NB 8
 #define XNORM_MAX_NB 4
-#define CHAIN_MAX_NB 2
 
-/* Data written earlier in the same kernel (a chain's residual stream, FFN hidden row) is read with
- * ld.global.cg (L2, coherent), never through the non-coherent read-only path. */
-
-/* XN prologue: xs[b][0..ldx) = T(w * (x[b] * rstd(x[b]))), pad zeroed (dim % 8 == 0); every thread */
+/* XN prologue: xs[b][0..ldx) = T(w * (x[b] * rstd(x[b]))), pad zeroed (dim % 8 == 0); every thread.
+ * The residual stream x, written by the previous kernel, is read through L2 (ld.global.cg). */
 template <typename T, int NB>
 __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, int ldx) {
     __shared__ float s_ss[GEMV_WARPS][NB];
@@ -76,15 +91,6 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
         }
         reinterpret_cast<uint4 *>(xs)[i] = o;
     }
-    __syncthreads();
-}
-
-/* xs[b][0..ldx) = X[b][0..ldx) (a chain's GEMV_ACC input: attention output or FFN hidden row) */
-template <typename T, int NB>
-__device__ __forceinline__ void stage_prologue(const T *X, int ldx, T *xs) {
-    const int n8 = ldx >> 3;
-    for (int i = threadIdx.x; i < NB * n8; i += blockDim.x)
-        reinterpret_cast<uint4 *>(xs)[i] = __ldcg(reinterpret_cast<const uint4 *>(X) + i);
     __syncthreads();
 }
 
@@ -305,43 +311,6 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     gemv_items<T, NB, MODE, U, PIPE, XN, BR>(a, XN ? xs : (const T *)a.X, item, stride);
 }
 
-template <typename T, int NB>
-__device__ __forceinline__ void chain_prefetch(const k_gemv_phase &a, int item, int lane) {
-    if (a.mode == GEMV_ACC) prefetch_first<GEMV_ACC>(a, sizeof(T), item, lane);
-    else if (a.mode == GEMV_SWIGLU) prefetch_first<GEMV_SWIGLU>(a, sizeof(T), item, lane);
-    else prefetch_first<GEMV_ROPE>(a, sizeof(T), item, lane);
-}
-
-/* Several products in one launch, a grid barrier between them: the launch gap, ramp-up and tail of
- * each product but the first become a barrier, and every warp has the head of its next row on its
- * way to L2 before it waits there. Phases: GEMV_ACC (input staged in shared memory), GEMV_SWIGLU
- * and GEMV_ROPE (normalised input, XN). One kernel holds the registers of its largest phase (ptxas:
- * 90 at one token, so 5 blocks per SM where o/down alone hold 12); MINB > 1 asks the compiler for
- * that many resident blocks (6: 80 registers, no spill stores). */
-template <typename T, int NB, int MINB>
-__global__ void __launch_bounds__(GEMV_WARPS * 32, MINB) gemv_chain_kernel(k_gemv_chain_args c) {
-    extern __shared__ uint4 s_dyn[];
-    pdl_trigger();
-    const int lane = threadIdx.x & 31;
-    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
-    chain_prefetch<T, NB>(c.ph[0], item, lane);
-    pdl_wait();
-    T *xs = reinterpret_cast<T *>(s_dyn);
-    for (int p = 0; p < c.n; p++) {
-        const k_gemv_phase &a = c.ph[p];
-        if (p > 0) grid_barrier(c.bar, c.hier);
-        if (a.mode == GEMV_ACC) {
-            stage_prologue<T, NB>((const T *)a.X, a.ldw, xs);
-            gemv_items<T, NB, GEMV_ACC, 4, 0, 1>(a, xs, item, stride);
-        } else {
-            xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
-            if (a.mode == GEMV_SWIGLU) gemv_items<T, NB, GEMV_SWIGLU, 4, 0, 1>(a, xs, item, stride);
-            else gemv_items<T, NB, GEMV_ROPE, 4, 0, 1>(a, xs, item, stride);
-        }
-        if (p + 1 < c.n) chain_prefetch<T, NB>(c.ph[p + 1], item, lane);
-    }
-}
-
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 
 /* an integer engine switch from the environment: def when unset or empty, else clamped to lo..hi */
@@ -529,82 +498,5 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
         else launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
-    });
-}
-
-/* ---- chains ---- */
-#define CHAIN_SMEM_MAX (160 * 1024)
-
-static size_t chain_smem(const k_gemv_phase *ph, int n, int nb) {
-    size_t m = 0;
-    for (int i = 0; i < n; i++) {
-        size_t b = (size_t)nb * ph[i].ldw * 2;
-        if (b > m) m = b;
-    }
-    return m;
-}
-
-/* opt-in (LOP_CUDA_CHAIN=1: flat barrier, =2: two-level, =3: two-level and 6 blocks per SM): on an
- * H100 the chains with the flat barrier measured slower than one launch per product
- * (bench/cuda/NOTES.md, run8); suspects, not yet measured apart: the barrier's arrivals on one
- * counter and the chain kernel's lower occupancy */
-int k_gemv_chain_enabled(void) {
-    static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_CHAIN", 0, 0, 3);
-    return on;
-}
-
-typedef void (*chain_kern)(k_gemv_chain_args);
-/* the chain kernel for nb tokens (1 or 2) under the LOP_CUDA_CHAIN mode */
-template <typename T> static chain_kern chain_kernel(int nb) {
-    const int m3 = k_gemv_chain_enabled() == 3;
-    if (nb == 1) return m3 ? gemv_chain_kernel<T, 1, 6> : gemv_chain_kernel<T, 1, 1>;
-    return m3 ? gemv_chain_kernel<T, 2, 6> : gemv_chain_kernel<T, 2, 1>;
-}
-
-/* its resident blocks (0: cannot run); all shared memory goes to the carveout first, so the
- * occupancy the grid is sized by is what runs */
-static int chain_blocks(chain_kern kern, size_t smem) {
-    static chain_kern set[8];
-    static int n_set;
-    int i = 0;
-    while (i < n_set && set[i] != kern) i++;
-    if (i == n_set) {
-        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, CHAIN_SMEM_MAX) != cudaSuccess ||
-            cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared) !=
-                cudaSuccess) {
-            (void)cudaGetLastError();
-            return 0;
-        }
-        if (n_set < 8) set[n_set++] = kern;
-    }
-    return resident_blocks(kern, smem);
-}
-
-int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n) {
-    if (nb < 1 || nb > CHAIN_MAX_NB || n < 1 || n > K_CHAIN_MAX) return 0;
-    for (int i = 0; i < n; i++) {
-        if (ph[i].mode == GEMV_STORE) return 0;
-        if (ph[i].mode != GEMV_ACC && (ph[i].xn.dim % 8 || ph[i].ldw < ph[i].xn.dim)) return 0;
-    }
-    size_t smem = chain_smem(ph, n, nb);
-    if (smem > CHAIN_SMEM_MAX) return 0;
-    int blocks = 0;
-    LOP_DISPATCH_T(dt, blocks = chain_blocks(chain_kernel<T>(nb), smem));
-    return blocks > 0;
-}
-
-void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s) {
-    k_gemv_chain_args c = {};
-    for (int i = 0; i < n; i++) {
-        c.ph[i] = ph[i];
-        c.ph[i].ra.vpair = ph[i].mode == GEMV_ROPE && gemv_vpair();
-        c.ph[i].pf_lines = gemv_prefetch_lines(); /* of the next phase, before the barrier */
-    }
-    c.n = n, c.bar = bar, c.hier = k_gemv_chain_enabled() >= 2;
-    const size_t smem = chain_smem(ph, n, nb);
-    LOP_DISPATCH_T(dt, {
-        chain_kern kern = chain_kernel<T>(nb);
-        launch_k(kern, dim3(chain_blocks(kern, smem)), dim3(GEMV_WARPS * 32), smem, s, c);
     });
 }

@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "model/model.h"
-#include "runtime/cuda/grid_barrier.cuh"
 
 /* ---- weights ---- */
 /* dst[r][c] (ld_dst, dtype ddt) = src[r][c] (dense rows of cols elements, dtype sdt); pad cols zeroed. */
@@ -74,41 +73,6 @@ int k_gemv_xnorm_ok(int nb, int dim, int ldw);
 int k_gemv_xnorm_enabled(void);
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
-
-/* One product of a chain (also the kernel argument of a single product):
- *   GEMV_ACC:    Y[b][r] += W[r]·X[b] + bias[r], X [nb][ldw] (dt) staged in shared memory;
- *   GEMV_SWIGLU: H = swiglu(W · T(rmsnorm(xn.x) * xn.w)) as k_gemv's GEMV_SWIGLU;
- *   GEMV_ROPE:   the q/k/v product of the same normalised input, bias, RoPE, K/V cache.
- * X / ldx / ldy are used by the single-product kernels (k_gemv). */
-typedef struct k_gemv_phase {
-    int mode;
-    const void *W;
-    int ldw, rows;
-    const void *X;
-    int ldx;
-    float *Y;
-    int ldy;
-    const float *bias;
-    void *H;
-    int ldh;
-    k_rope_args ra;
-    k_xnorm_args xn;
-    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
-} k_gemv_phase;
-#define K_CHAIN_MAX 4
-typedef struct k_gemv_chain_args {
-    k_gemv_phase ph[K_CHAIN_MAX];
-    int n;
-    unsigned *bar; /* K_CHAIN_BAR_WORDS unsigned, zero before the first chain (left with counts 0) */
-    int hier;      /* two-level grid barrier */
-} k_gemv_chain_args;
-
-/* Up to K_CHAIN_MAX products in one launch with a grid barrier between them, for nb = 1..2 tokens.
- * k_gemv_chain_ok says whether these phases can run so (shapes, shared memory, occupancy);
- * k_gemv_chain_enabled(): LOP_CUDA_CHAIN=1..3 (opt-in: measured slower, see k_gemv.cu). */
-int k_gemv_chain_enabled(void);
-int k_gemv_chain_ok(int nb, lop_dtype dt, const k_gemv_phase *ph, int n);
-void k_gemv_chain(const k_gemv_phase *ph, int n, lop_dtype dt, int nb, unsigned *bar, cudaStream_t s);
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into nsplit chunks of
