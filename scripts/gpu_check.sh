@@ -129,7 +129,7 @@ fi
 if has b1sweep; then
     stamp "batch-1 sweep"
     timeout 60 "$BUILD/sync_cost" | tee "$OUT/sync-cost.txt"; echo "sync_cost exit ${PIPESTATUS[0]}"
-    timeout 90 "$BUILD/stream_shapes" | tee "$OUT/stream-shapes.txt"; echo "stream_shapes exit ${PIPESTATUS[0]}"
+    timeout 150 "$BUILD/stream_shapes" | tee "$OUT/stream-shapes.txt"; echo "stream_shapes exit ${PIPESTATUS[0]}"
     timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
     stamp "batch-1 sweep done"
 fi
