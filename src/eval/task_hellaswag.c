@@ -41,50 +41,43 @@ static lop_status add_endings(lop_mc_item *it, char *ctx_raw, const char *const 
     return st;
 }
 
-lop_status lop_task_parse_hellaswag_jsonl(const char *jsonl, int limit, lop_task *t) {
-    lop_lines L;
-    if (!(t->path = strdup(jsonl))) return lop_fail(LOP_ERR_OOM, "out of memory");
-    LOP_TRY(lop_lines_open(&L, jsonl));
-    lop_status st = LOP_OK;
-    cJSON *o = NULL;
-    while (st == LOP_OK && (limit <= 0 || t->n_items < limit)) {
-        if ((st = lop_lines_json(&L, &o)) != LOP_OK || !o) break;
-        const char *act, *ca, *cb, *endings[4];
-        const cJSON *arr, *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
-        int ne;
-        if ((st = lop_json_str(&L, o, "activity_label", &act)) || (st = lop_json_str(&L, o, "ctx_a", &ca)) ||
-            (st = lop_json_str(&L, o, "ctx_b", &cb)) || (st = lop_json_array(&L, o, "endings", &arr, &ne)))
-            break;
-        if (ne != 4) {
-            st = lop_fail(LOP_ERR_FORMAT, "%s:%d: %d endings (expected 4)", jsonl, L.line, ne);
-            break;
-        }
-        for (int j = 0; j < 4 && st == LOP_OK; j++) {
-            const cJSON *e = cJSON_GetArrayItem(arr, j);
-            if (!cJSON_IsString(e)) st = lop_fail(LOP_ERR_FORMAT, "%s:%d: ending %d is not a string", jsonl, L.line, j + 1);
-            else endings[j] = e->valuestring;
-        }
-        /* label: an integer (original release) or a digit string (HF copy) */
-        int gold = cJSON_IsNumber(lab) ? lab->valueint
-                   : cJSON_IsString(lab) && lab->valuestring[0] && !lab->valuestring[1] ? lab->valuestring[0] - '0'
-                                                                                        : -1;
-        if (st == LOP_OK && (gold < 0 || gold > 3))
-            st = lop_fail(LOP_ERR_FORMAT, "%s:%d: field 'label' %s", jsonl, L.line, lab ? "is not 0..3" : "is missing");
-        if (st != LOP_OK) break;
-        char *b = strdup(cb), *ctx = NULL;
-        if (b) capitalize(b);
-        if (b) ctx = lop_strf("%s: %s %s", act, ca, b);
-        lop_mc_item *it = lop_task_add(t, L.line);
-        if (!it) st = LOP_ERR_OOM;
-        else if ((st = add_endings(it, ctx, endings, jsonl)) == LOP_OK) it->gold = gold;
-        free(b);
-        free(ctx);
-        cJSON_Delete(o);
-        o = NULL;
+/* one line of the original jsonl: "activity_label: ctx_a Ctx_b" and four endings */
+static lop_status hellaswag_item(lop_lines *L, const cJSON *o, lop_task *t, void *arg) {
+    (void)arg;
+    const char *act, *ca, *cb, *endings[4];
+    const cJSON *arr, *lab = cJSON_GetObjectItemCaseSensitive(o, "label");
+    int ne;
+    LOP_TRY(lop_json_str(L, o, "activity_label", &act));
+    LOP_TRY(lop_json_str(L, o, "ctx_a", &ca));
+    LOP_TRY(lop_json_str(L, o, "ctx_b", &cb));
+    LOP_TRY(lop_json_array(L, o, "endings", &arr, &ne));
+    if (ne != 4) return lop_fail(LOP_ERR_FORMAT, "%s:%d: %d endings (expected 4)", L->path, L->line, ne);
+    for (int j = 0; j < 4; j++) {
+        const cJSON *e = cJSON_GetArrayItem(arr, j);
+        if (!cJSON_IsString(e))
+            return lop_fail(LOP_ERR_FORMAT, "%s:%d: ending %d is not a string", L->path, L->line, j + 1);
+        endings[j] = e->valuestring;
     }
-    cJSON_Delete(o);
-    lop_lines_close(&L);
+    /* label: an integer (original release) or a digit string (HF copy) */
+    int gold = cJSON_IsNumber(lab) ? lab->valueint
+               : cJSON_IsString(lab) && lab->valuestring[0] && !lab->valuestring[1] ? lab->valuestring[0] - '0'
+                                                                                    : -1;
+    if (gold < 0 || gold > 3)
+        return lop_fail(LOP_ERR_FORMAT, "%s:%d: field 'label' %s", L->path, L->line, lab ? "is not 0..3" : "is missing");
+    char *b = strdup(cb), *ctx = NULL;
+    if (b) capitalize(b);
+    if (b) ctx = lop_strf("%s: %s %s", act, ca, b);
+    lop_status st;
+    lop_mc_item *it = lop_task_add(t, L->line);
+    if (!it) st = LOP_ERR_OOM;
+    else if ((st = add_endings(it, ctx, endings, L->path)) == LOP_OK) it->gold = gold;
+    free(b);
+    free(ctx);
     return st;
+}
+
+lop_status lop_task_parse_hellaswag_jsonl(const char *jsonl, int limit, lop_task *t) {
+    return lop_parse_jsonl(jsonl, limit, t, hellaswag_item, NULL);
 }
 
 lop_status lop_task_parse_hellaswag_text(const char *txt, int limit, lop_task *t) {

@@ -19,6 +19,10 @@ int lop_lines_next(lop_lines *L, char **s, size_t *n);
 /* Next non-empty line of a JSONL file parsed as a JSON object; *obj = NULL at the end. */
 lop_status lop_lines_json(lop_lines *L, cJSON **obj);
 void lop_lines_close(lop_lines *L);
+/* One task item from one parsed line o of L (the JSON object is freed by the caller). */
+typedef lop_status (*lop_jsonl_item_fn)(lop_lines *L, const cJSON *o, lop_task *t, void *arg);
+/* t->path, then every JSON line of the file through fn, up to limit items (<= 0: all) */
+lop_status lop_parse_jsonl(const char *jsonl, int limit, lop_task *t, lop_jsonl_item_fn fn, void *arg);
 
 /* A string field / a JSON boolean / an array; errors name L->path and L->line. */
 lop_status lop_json_str(lop_lines *L, const cJSON *o, const char *key, const char **out);

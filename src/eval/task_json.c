@@ -7,27 +7,6 @@
 #include "core/status.h"
 #include "eval/task_internal.h"
 
-/* One task item from one parsed line o of L (the JSON object is freed by the caller). */
-typedef lop_status (*item_fn)(lop_lines *L, const cJSON *o, lop_task *t, void *arg);
-
-/* t->path, then every JSON line of the file through fn, up to limit items (<= 0: all) */
-static lop_status parse_jsonl(const char *jsonl, int limit, lop_task *t, item_fn fn, void *arg) {
-    lop_lines L;
-    if (!(t->path = strdup(jsonl))) return lop_fail(LOP_ERR_OOM, "out of memory");
-    LOP_TRY(lop_lines_open(&L, jsonl));
-    lop_status st = LOP_OK;
-    cJSON *o = NULL;
-    while (st == LOP_OK && (limit <= 0 || t->n_items < limit)) {
-        if ((st = lop_lines_json(&L, &o)) != LOP_OK || !o) break;
-        st = fn(&L, o, t, arg);
-        cJSON_Delete(o);
-        o = NULL;
-    }
-    cJSON_Delete(o);
-    lop_lines_close(&L);
-    return st;
-}
-
 /* ---- PIQA: valid.jsonl {goal, sol1, sol2} + valid-labels.lst (0 = sol1, 1 = sol2) ------------ */
 static lop_status next_label(lop_lines *L, int *label, int *found) {
     char *s;
@@ -73,7 +52,7 @@ static lop_status piqa_item(lop_lines *L, const cJSON *o, lop_task *t, void *arg
 lop_status lop_task_parse_piqa(const char *jsonl, const char *labels, int limit, lop_task *t) {
     piqa_labels pl = {.labels = labels};
     LOP_TRY(lop_lines_open(&pl.LL, labels));
-    lop_status st = parse_jsonl(jsonl, limit, t, piqa_item, &pl);
+    lop_status st = lop_parse_jsonl(jsonl, limit, t, piqa_item, &pl);
     if (st == LOP_OK && limit <= 0) { /* every label used */
         int label, found;
         if ((st = next_label(&pl.LL, &label, &found)) == LOP_OK && found)
@@ -117,7 +96,7 @@ static lop_status arc_item(lop_lines *L, const cJSON *o, lop_task *t, void *arg)
 }
 
 lop_status lop_task_parse_arc(const char *jsonl, int openbookqa, int limit, lop_task *t) {
-    return parse_jsonl(jsonl, limit, t, arc_item, &openbookqa);
+    return lop_parse_jsonl(jsonl, limit, t, arc_item, &openbookqa);
 }
 
 /* ---- BoolQ: {question, title, answer: bool, passage} ----------------------------------------- */
@@ -138,7 +117,7 @@ static lop_status boolq_item(lop_lines *L, const cJSON *o, lop_task *t, void *ar
 }
 
 lop_status lop_task_parse_boolq(const char *jsonl, int limit, lop_task *t) {
-    return parse_jsonl(jsonl, limit, t, boolq_item, NULL);
+    return lop_parse_jsonl(jsonl, limit, t, boolq_item, NULL);
 }
 
 /* ---- WinoGrande: {qID, sentence with one "_", option1, option2, answer "1"|"2"} --------------- */
@@ -176,5 +155,5 @@ static lop_status winogrande_item(lop_lines *L, const cJSON *o, lop_task *t, voi
 }
 
 lop_status lop_task_parse_winogrande(const char *jsonl, int limit, lop_task *t) {
-    return parse_jsonl(jsonl, limit, t, winogrande_item, NULL);
+    return lop_parse_jsonl(jsonl, limit, t, winogrande_item, NULL);
 }

@@ -160,6 +160,23 @@ void lop_lines_close(lop_lines *L) {
     L->buf = NULL;
 }
 
+lop_status lop_parse_jsonl(const char *jsonl, int limit, lop_task *t, lop_jsonl_item_fn fn, void *arg) {
+    lop_lines L;
+    if (!(t->path = strdup(jsonl))) return lop_fail(LOP_ERR_OOM, "out of memory");
+    LOP_TRY(lop_lines_open(&L, jsonl));
+    lop_status st = LOP_OK;
+    cJSON *o = NULL;
+    while (st == LOP_OK && (limit <= 0 || t->n_items < limit)) {
+        if ((st = lop_lines_json(&L, &o)) != LOP_OK || !o) break;
+        st = fn(&L, o, t, arg);
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    cJSON_Delete(o);
+    lop_lines_close(&L);
+    return st;
+}
+
 lop_status lop_json_str(lop_lines *L, const cJSON *o, const char *key, const char **out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v) || !v->valuestring)
