@@ -479,8 +479,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         st = be->ast;
     }
     if (st == LOP_OK) {
-        cudaError_t e =
-            cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
+        cudaError_t e = cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
         if (e != cudaSuccess) st = cuda_fail(e, "counters");
     }
     if (st == LOP_OK) {
