@@ -9,6 +9,10 @@
  *  - block:  the 4 warps of a block share a row (adjacent 512-byte segments), summed in shared memory;
  *  - linear: the matrix as one flat array, grid-strided like cuda_bw (no dot products: the ceiling
  *            of this size and of 32 launches in a graph);
+ *  - bulkS_K: the copy engine: each block owns a contiguous range of rows and one thread of a
+ *            producer warp streams it into a ring of S shared-memory stages of ~K KB (whole rows,
+ *            cp.async.bulk completing on an mbarrier) while 8 consumer warps take the dot products
+ *            from shared memory; the blocks that fit per SM (one DRAM front per block, few threads);
  * each as 16 launches captured in one CUDA graph over 16 distinct matrices (half a decode step's
  * layers; together far larger than L2), median of 5 replays after one. About 40 s on an H200 (the
  * 16 gate/up matrices are 2.9 GB a replay). Prints "key value" lines:
@@ -18,6 +22,7 @@
  * Build: nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 (scripts/gpu_check.sh build). */
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <algorithm>
@@ -85,6 +90,79 @@ __global__ void __launch_bounds__(THREADS) block_rows(const uint4 *W, const uint
         __syncthreads();
         if (threadIdx.x == 0) y[r] = part[0] + part[1] + part[2] + part[3];
         __syncthreads();
+    }
+}
+
+/* ---- the copy-engine pattern: mbarrier ring fed by cp.async.bulk */
+__device__ __forceinline__ unsigned smem_u32(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
+    asm volatile("{\n.reg .pred p;\nW: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra W;\n}" ::"r"(smem_u32(b)),
+                 "r"(parity) : "memory");
+}
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned bytes, uint64_t *b) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(b)) : "memory");
+}
+
+enum { BULK_CW = 8, BULK_THREADS = (BULK_CW + 1) * 32 };
+
+/* block b owns rows [rows*b/G, rows*(b+1)/G); a stage holds rps whole rows (rps | 8), so 8 / rps
+ * consumer warps share a row; their partial sums wait in shared memory and are added in a fixed
+ * order once the block's rows are done */
+__global__ void __launch_bounds__(BULK_THREADS) bulk_rows(const uint4 *W, const uint4 *x, int rows, int nc, float *y,
+                                                          int stages, int rps, int max_rows) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm), *empty = full + stages;
+    float *part = reinterpret_cast<float *>(empty + stages);  /* max_rows x BULK_CW */
+    uint4 *ring = reinterpret_cast<uint4 *>(sm + (((size_t)16 * stages + (size_t)4 * max_rows * BULK_CW + 127) & ~(size_t)127));
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int r_begin = (int)((long long)rows * blockIdx.x / gridDim.x), r_end = (int)((long long)rows * (blockIdx.x + 1) / gridDim.x);
+    const int n_stage = (r_end - r_begin + rps - 1) / rps, stage_u4 = rps * nc;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < stages; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], BULK_CW);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (warp == BULK_CW) { /* producer */
+        if (lane == 0)
+            for (int i = 0; i < n_stage; i++) {
+                const int s = i % stages, r = r_begin + i * rps, n = min(rps, r_end - r);
+                if (i >= stages) mbar_wait(&empty[s], ((i / stages) - 1) & 1);
+                mbar_expect_tx(&full[s], (unsigned)n * nc * 16);
+                bulk_load(ring + (size_t)s * stage_u4, W + (size_t)r * nc, (unsigned)n * nc * 16, &full[s]);
+            }
+    } else {
+        const int wpr = BULK_CW / rps, my_row = warp / wpr, my_part = warp % wpr;
+        for (int i = 0; i < n_stage; i++) {
+            const int s = i % stages, r = r_begin + i * rps, n = min(rps, r_end - r);
+            mbar_wait(&full[s], (i / stages) & 1);
+            if (my_row < n) {
+                const uint4 *w = ring + (size_t)s * stage_u4 + (size_t)my_row * nc;
+                float acc = 0.f;
+#pragma unroll 4
+                for (int c = my_part * 32 + lane; c < nc; c += wpr * 32) acc += dot8(w[c], __ldg(x + c));
+                acc = warp_sum(acc);
+                if (lane == 0) part[(r + my_row - r_begin) * BULK_CW + my_part] = acc;
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&empty[s]);
+        }
+        asm volatile("bar.sync 1, %0;" ::"r"(BULK_CW * 32));
+        const int wpr_all = wpr;
+        for (int r = threadIdx.x; r < r_end - r_begin; r += BULK_CW * 32) {
+            float t = 0.f;
+            for (int k = 0; k < wpr_all; k++) t += part[r * BULK_CW + k];
+            y[r_begin + r] = t;
+        }
     }
 }
 
@@ -188,32 +266,56 @@ int main() {
     printf("resident_blocks warp %d warp16 %d block %d linear %d\n", g_warp, g_warp16, g_block, g_lin);
     for (auto &sh : shapes) {
         const int nc = sh.cols / 8;
-        const size_t per = (size_t)sh.rows * nc; /* uint4 per matrix */
+        const size_t per_u4 = (size_t)sh.rows * nc; /* uint4 per matrix */
         uint4 *W, *x;
         float *y;
-        CK(cudaMalloc(&W, per * LAYERS * 16));
+        CK(cudaMalloc(&W, per_u4 * LAYERS * 16));
         CK(cudaMalloc(&x, (size_t)nc * 16));
         CK(cudaMalloc(&y, (size_t)sh.rows * 4));
-        fill<<<4096, 256, 0, s>>>(W, per * LAYERS, 1u);
+        fill<<<4096, 256, 0, s>>>(W, per_u4 * LAYERS, 1u);
         fill<<<64, 256, 0, s>>>(x, nc, 7u);
         CK(cudaStreamSynchronize(s));
-        const double mb = per * 16 / 1e6;
+        const double mb = per_u4 * 16 / 1e6;
         auto report = [&](const char *pat, float us) {
             printf("stream_%s_%s_us %.2f\nstream_%s_%s_GBps %.0f\n", sh.name, pat, us, sh.name, pat, mb * 1e3 / us);
         };
         const int rows = sh.rows;
         report("warp", us_per_launch(s, [&](int l) {
-                   warp_rows<12><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+                   warp_rows<12><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
                }));
-        if (sh.rows == 4096 && sh.cols == 4096) printf("check_warp %.2e\n", check(W + (LAYERS - 1) * per, x, y, rows, nc));
+        if (sh.rows == 4096 && sh.cols == 4096) printf("check_warp %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
         report("warp16", us_per_launch(s, [&](int l) {
-                   warp_rows<16><<<std::min(g_warp16, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+                   warp_rows<16><<<std::min(g_warp16, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
                }));
         report("block", us_per_launch(s, [&](int l) {
-                   block_rows<<<std::min(g_block, rows), THREADS, 0, s>>>(W + l * per, x, rows, nc, y);
+                   block_rows<<<std::min(g_block, rows), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
                }));
-        if (sh.rows == 4096 && sh.cols == 4096) printf("check_block %.2e\n", check(W + (LAYERS - 1) * per, x, y, rows, nc));
-        report("linear", us_per_launch(s, [&](int l) { linear<<<g_lin, THREADS, 0, s>>>(W + l * per, per, y); }));
+        if (sh.rows == 4096 && sh.cols == 4096) printf("check_block %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        /* the copy engine: stages x ~kb KB of whole rows, as many blocks per SM as the shared memory holds */
+        const struct { int stages, kb; } bulk_cfg[] = {{4, 32}, {3, 32}, {8, 16}, {6, 8}, {2, 64}};
+        for (auto &bc : bulk_cfg) {
+            const int row_kb16 = nc; /* row bytes / 16 */
+            int rps = 1;
+            while (rps < 8 && (size_t)(rps * 2) * row_kb16 * 16 <= (size_t)bc.kb * 1024) rps *= 2;
+            const int max_rows = (rows + prop.multiProcessorCount - 1) / prop.multiProcessorCount + 1;
+            const size_t smem = (((size_t)16 * bc.stages + (size_t)4 * max_rows * BULK_CW + 127) & ~(size_t)127) +
+                                (size_t)bc.stages * rps * nc * 16;
+            if (smem > (size_t)prop.sharedMemPerBlockOptin) continue;
+            CK(cudaFuncSetAttribute(bulk_rows, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+            int per = 0;
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, bulk_rows, BULK_THREADS, smem));
+            /* every block's row range must fit max_rows */
+            const int grid = std::max(1, std::min(per * prop.multiProcessorCount, rows)), mr = (rows + grid - 1) / grid + 1;
+            if (mr > max_rows) continue;
+            char name[32];
+            snprintf(name, sizeof name, "bulk%d_%d", bc.stages, bc.kb);
+            printf("bulk_config %s rows_per_stage %d blocks_per_sm %d smem %zu\n", name, rps, per, smem);
+            report(name, us_per_launch(s, [&](int l) {
+                       bulk_rows<<<grid, BULK_THREADS, smem, s>>>(W + l * per_u4, x, rows, nc, y, bc.stages, rps, max_rows);
+                   }));
+            if (sh.rows == 4096 && sh.cols == 4096) printf("check_%s %.2e\n", name, check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        }
+        report("linear", us_per_launch(s, [&](int l) { linear<<<g_lin, THREADS, 0, s>>>(W + l * per_u4, per_u4, y); }));
         CK(cudaFree(W));
         CK(cudaFree(x));
         CK(cudaFree(y));
