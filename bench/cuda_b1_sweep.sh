@@ -20,7 +20,8 @@ nobalance=LOP_CUDA_GEMV_BALANCE=0;\
 pdl=LOP_CUDA_PDL=1;\
 pdl_occ50_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8;\
 acc2=LOP_CUDA_GEMV_ACC=2;\
-blockrow=LOP_CUDA_GEMV_BLOCKROW=1"
+mma=LOP_CUDA_GEMV_MMA=1;\
+mma_acc2=LOP_CUDA_GEMV_MMA=1 LOP_CUDA_GEMV_ACC=2"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 
 for round in $(seq "${ROUNDS:-2}"); do

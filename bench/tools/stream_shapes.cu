@@ -69,6 +69,148 @@ __global__ void __launch_bounds__(THREADS, MINB) warp_rows(const uint4 *W, const
     }
 }
 
+/* a warp per row in rounds of 32 x U chunks, as warp_rows, with the rows laid out or visited
+ * differently. LAYOUT 1 (skew): a warp starts its row at round r mod rounds and wraps, so that the
+ * warps on rows one power of two apart are not all on the same column; LAYOUT 2 (tile): the matrix
+ * stored as [rounds][rows][32 x U chunks] (the last tile narrower), so that round t of every warp
+ * lies in one contiguous region, the grid's front as linear's */
+template <int LAYOUT>
+__global__ void __launch_bounds__(THREADS, 12) warp_rows_l(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    const int lane = threadIdx.x & 31, stride = gridDim.x * WARPS, TC = 32 * U, rounds = (nc + TC - 1) / TC;
+    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < rows; r += stride) {
+        float acc = 0.f;
+        for (int k = 0; k < rounds; k++) {
+            const int t = LAYOUT == 1 ? (k + r) % rounds : k, c0 = t * TC, wt = min(TC, nc - c0);
+            const uint4 *w = LAYOUT == 2 ? W + (size_t)c0 * rows + (size_t)r * wt : W + (size_t)r * nc + c0;
+            uint4 wa[U];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (u * 32 + lane < wt) wa[u] = __ldcs(w + u * 32 + lane);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (u * 32 + lane < wt) acc += dot8(wa[u], __ldg(x + c0 + u * 32 + lane));
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) y[r] = acc;
+    }
+}
+
+/* the same loads without the dot products (an xor, as linear): what the arithmetic of a warp per row costs */
+__global__ void __launch_bounds__(THREADS, 12) warp_rows_nc(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    const int lane = threadIdx.x & 31, stride = gridDim.x * WARPS;
+    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < rows; r += stride) {
+        const uint4 *w = W + (size_t)r * nc;
+        unsigned acc = 0;
+        for (int c0 = lane; c0 < nc; c0 += 32 * U) {
+            uint4 wa[U];
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + 32 * u < nc) wa[u] = __ldcs(w + c0 + 32 * u);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (c0 + 32 * u < nc) acc ^= wa[u].x ^ wa[u].y ^ wa[u].z ^ wa[u].w;
+        }
+        if (acc == 0x9e3779b9u) y[r] = (float)acc;
+    }
+}
+
+/* tensor cores for the dot products: mma m16n8k16 with the tokens as A's rows (1 of 16 used at
+ * batch 1) and 8 weight rows as B's columns. Lane (g, t) loads 16 bytes of weight row g at k = 8t..8t+7
+ * of a 32-wide step and the same k of x for token g; the step is two mma, the k inside it permuted
+ * alike in A and B (so each sums the right products). A block of 8 warps takes 8 rows, its warps
+ * splitting the steps of K; their partial sums are added in warp order. Per 16 bytes of weights a
+ * lane issues one load of x and one mma instead of 16 conversions and 8 FMA. */
+__device__ __forceinline__ void mma16816(float d[4], const unsigned a[4], const unsigned b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+enum { MMA_WARPS = 8 };
+template <int UM>
+__global__ void __launch_bounds__(MMA_WARPS * 32) mma_rows(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    __shared__ float part[MMA_WARPS][8];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int steps = (nc + 3) / 4, per = (steps + MMA_WARPS - 1) / MMA_WARPS;
+    const int s_begin = warp * per, s_end = min(steps, s_begin + per);
+    for (int tile = blockIdx.x; tile * 8 < rows; tile += gridDim.x) {
+        const uint4 *w = W + (size_t)(tile * 8 + g) * nc;
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int s0 = s_begin; s0 < s_end; s0 += UM) {
+            uint4 wa[UM];
+#pragma unroll
+            for (int u = 0; u < UM; u++) {
+                const int c = (s0 + u) * 4 + t;
+                wa[u] = s0 + u < s_end && c < nc ? __ldcs(w + c) : make_uint4(0, 0, 0, 0);
+            }
+#pragma unroll
+            for (int u = 0; u < UM; u++) {
+                const int c = (s0 + u) * 4 + t;
+                const uint4 xv = g == 0 && s0 + u < s_end && c < nc ? __ldg(x + c) : make_uint4(0, 0, 0, 0);
+                const unsigned a1[4] = {xv.x, 0u, xv.y, 0u}, b1[2] = {wa[u].x, wa[u].y};
+                const unsigned a2[4] = {xv.z, 0u, xv.w, 0u}, b2[2] = {wa[u].z, wa[u].w};
+                mma16816(d, a1, b1);
+                mma16816(d, a2, b2);
+            }
+        }
+        if (g == 0) part[warp][2 * t] = d[0], part[warp][2 * t + 1] = d[1];
+        __syncthreads();
+        if (threadIdx.x < 8) {
+            float sum = 0.f;
+            for (int k = 0; k < MMA_WARPS; k++) sum += part[k][threadIdx.x];
+            y[tile * 8 + threadIdx.x] = sum;
+        }
+        __syncthreads();
+    }
+}
+
+/* a warp per row as warp_rows, the dot products on the tensor cores: lane group g (lanes 4g..4g+3)
+ * is row g of mma's A (its own 16-byte chunks of the row) and column g of B (x at the same k), so
+ * D(g, g) is group g's partial sum: two mma per 16-byte chunk instead of 16 conversions and 8 FMA;
+ * the diagonal is summed over the warp at the end (PAIR: a second row in A's rows 8..15, D(g+8, g)) */
+template <int NACC, int PIPE, int MINB>
+__global__ void __launch_bounds__(THREADS, MINB) warp_rows_mma(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
+    const int lane = threadIdx.x & 31, stride = gridDim.x * WARPS, g = lane >> 2, t = lane & 3;
+    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < rows; r += stride) {
+        const uint4 *w = W + (size_t)r * nc;
+        float d[NACC][4] = {};
+        uint4 wa[U];
+        auto load = [&](int c0) {
+#pragma unroll
+            for (int u = 0; u < U; u++) wa[u] = c0 + 32 * u < nc ? __ldcs(w + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+        };
+        auto use = [&](const uint4 *wv, int c0) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const uint4 xv = c0 + 32 * u < nc ? __ldg(x + c0 + 32 * u) : make_uint4(0, 0, 0, 0);
+                const unsigned a1[4] = {wv[u].x, 0u, wv[u].y, 0u}, b1[2] = {xv.x, xv.y};
+                const unsigned a2[4] = {wv[u].z, 0u, wv[u].w, 0u}, b2[2] = {xv.z, xv.w};
+                mma16816(d[u % NACC], a1, b1);
+                mma16816(d[u % NACC], a2, b2);
+            }
+        };
+        if (PIPE) {
+            load(lane);
+            for (int c0 = lane; c0 < nc; c0 += 32 * U) {
+                uint4 cur[U];
+#pragma unroll
+                for (int u = 0; u < U; u++) cur[u] = wa[u];
+                if (c0 + 32 * U < nc) load(c0 + 32 * U);
+                use(cur, c0);
+            }
+        } else {
+            for (int c0 = lane; c0 < nc; c0 += 32 * U) {
+                load(c0);
+                use(wa, c0);
+            }
+        }
+        float v = 0.f;
+#pragma unroll
+        for (int k = 0; k < NACC; k++) v += t == (g >> 1) ? (g & 1 ? d[k][1] : d[k][0]) : 0.f;
+        v = warp_sum(v);
+        if (lane == 0) y[r] = v;
+    }
+}
+
 /* the 4 warps of a block share a row: warp k reads chunks k*32 + lane + 128 * u, ... */
 __global__ void __launch_bounds__(THREADS) block_rows(const uint4 *W, const uint4 *x, int rows, int nc, float *y) {
     __shared__ float part[WARPS];
@@ -234,7 +376,7 @@ template <typename F> static float us_per_launch(cudaStream_t s, F launch_layer)
 static float half_bits(unsigned short h) { return __half2float(*reinterpret_cast<const __half *>(&h)); }
 
 /* max relative error of y (first matrix) against the host's dot products */
-static double check(const uint4 *dW, const uint4 *dx, const float *dy, int rows, int nc) {
+static double check(const uint4 *dW, const uint4 *dx, const float *dy, int rows, int nc, int tiled = 0) {
     size_t n = (size_t)rows * nc * 8;
     std::vector<unsigned short> w(n), x((size_t)nc * 8);
     std::vector<float> y(rows);
@@ -245,7 +387,12 @@ static double check(const uint4 *dW, const uint4 *dx, const float *dy, int rows,
     for (int r = 0; r < rows; r++) {
         double s = 0, mag = 0;
         for (size_t k = 0; k < (size_t)nc * 8; k++) {
-            double p = (double)half_bits(w[(size_t)r * nc * 8 + k]) * half_bits(x[k]);
+            size_t c = k / 8, at = (size_t)r * nc + c; /* chunk's place: row-major, or warp_rows_l<2>'s tiles */
+            if (tiled) {
+                const size_t tc = 32 * U, c0 = c / tc * tc, wt = std::min(tc, (size_t)nc - c0);
+                at = c0 * rows + r * wt + (c - c0);
+            }
+            double p = (double)half_bits(w[at * 8 + k % 8]) * half_bits(x[k]);
             s += p, mag += fabs(p);
         }
         worst = std::max(worst, fabs(s - y[r]) / (mag > 0 ? mag : 1));
@@ -284,6 +431,44 @@ int main() {
                    warp_rows<12><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
                }));
         if (sh.rows == 4096 && sh.cols == 4096) printf("check_warp %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        report("warpskew", us_per_launch(s, [&](int l) {
+                   warp_rows_l<1><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
+               }));
+        if (sh.rows == 4096) printf("check_warpskew %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        report("warptile", us_per_launch(s, [&](int l) {
+                   warp_rows_l<2><<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
+               }));
+        if (sh.rows == 4096) printf("check_warptile %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc, 1));
+        auto mma_pattern = [&](const char *name, auto kern) {
+            int per_sm = 0;
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, THREADS, 0));
+            const int grid = std::min(per_sm * prop.multiProcessorCount, (rows + WARPS - 1) / WARPS);
+            report(name, us_per_launch(s, [&](int l) { kern<<<grid, THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y); }));
+            if (sh.rows == 4096) printf("check_%s %.2e\n", name, check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        };
+        mma_pattern("warpmma", warp_rows_mma<1, 0, 12>);
+        mma_pattern("warpmma_acc2", warp_rows_mma<2, 0, 10>);
+        mma_pattern("warpmma_acc4", warp_rows_mma<4, 0, 10>);
+        mma_pattern("warpmma_pipe", warp_rows_mma<1, 1, 10>);
+        mma_pattern("warpmma_pipe8", warp_rows_mma<1, 1, 8>);
+        report("warpnc", us_per_launch(s, [&](int l) {
+                   warp_rows_nc<<<std::min(g_warp, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
+               }));
+        {
+            int per_sm = 0;
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mma_rows<4>, MMA_WARPS * 32, 0));
+            const int grid = std::min(per_sm * prop.multiProcessorCount, rows / 8);
+            report("mma4", us_per_launch(s, [&](int l) {
+                       mma_rows<4><<<grid, MMA_WARPS * 32, 0, s>>>(W + l * per_u4, x, rows, nc, y);
+                   }));
+            if (sh.rows == 4096) printf("check_mma4 %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, mma_rows<8>, MMA_WARPS * 32, 0));
+            const int grid8 = std::min(per_sm * prop.multiProcessorCount, rows / 8);
+            report("mma8", us_per_launch(s, [&](int l) {
+                       mma_rows<8><<<grid8, MMA_WARPS * 32, 0, s>>>(W + l * per_u4, x, rows, nc, y);
+                   }));
+            if (sh.rows == 4096) printf("check_mma8 %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
+        }
         report("warp16", us_per_launch(s, [&](int l) {
                    warp_rows<16><<<std::min(g_warp16, (rows + WARPS - 1) / WARPS), THREADS, 0, s>>>(W + l * per_u4, x, rows, nc, y);
                }));
@@ -292,7 +477,7 @@ int main() {
                }));
         if (sh.rows == 4096 && sh.cols == 4096) printf("check_block %.2e\n", check(W + (LAYERS - 1) * per_u4, x, y, rows, nc));
         /* the copy engine: stages x ~kb KB of whole rows, as many blocks per SM as the shared memory holds */
-        const struct { int stages, kb; } bulk_cfg[] = {{4, 32}, {3, 32}, {8, 16}, {6, 8}, {2, 64}};
+        const struct { int stages, kb; } bulk_cfg[] = {{3, 32}, {6, 8}};
         for (auto &bc : bulk_cfg) {
             const int row_kb16 = nc; /* row bytes / 16 */
             int rps = 1;

@@ -343,12 +343,6 @@ __global__ void __launch_bounds__(PF_THREADS)
 #define TC_Q LOP_ATTN_TILE /* queries per block: 2 warps x 16 rows */
 #define TC_K 64            /* keys per tile */
 
-__device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 __device__ __forceinline__ uint32_t pack_h2(float x, float y) {
     __half2 h = __floats2half2_rn(x, y);
     return *reinterpret_cast<uint32_t *>(&h);
@@ -423,7 +417,7 @@ __global__ void __launch_bounds__(64)
 #pragma unroll
             for (int kk = 0; kk < HD / 16; kk++) {
                 const __half *kr = sK + (nt * 8 + grp) * LQ + kk * 16 + c2;
-                mma16816(sc[nt], qa[kk], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
+                mma16816<__half>(sc[nt], qa[kk], *reinterpret_cast<const uint32_t *>(kr), *reinterpret_cast<const uint32_t *>(kr + 8));
             }
         }
         /* scale, causal mask, online softmax (rows r0 and r0 + 8; 4 lanes share a row) */
@@ -474,7 +468,7 @@ __global__ void __launch_bounds__(64)
 #pragma unroll
             for (int nd = 0; nd < HD / 8; nd++) {
                 const __half *vr = sVt + (nd * 8 + grp) * LV + j * 16 + c2;
-                mma16816(o[nd], pa, *reinterpret_cast<const uint32_t *>(vr), *reinterpret_cast<const uint32_t *>(vr + 8));
+                mma16816<__half>(o[nd], pa, *reinterpret_cast<const uint32_t *>(vr), *reinterpret_cast<const uint32_t *>(vr + 8));
             }
         }
     }

@@ -156,52 +156,72 @@ __device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, i
 }
 
 /* The work items item, item + stride, ... of one product. XS: X is the block's copy in shared memory
- * (row stride a.ldw), else a.X in global memory (row stride a.ldx). BR (block rows, opt-in
- * LOP_CUDA_GEMV_BLOCKROW=1): the item is the whole block's, its warps read adjacent 512-byte
- * segments of the row(s) (a block covers GEMV_WARPS x U x 512 bytes of a row at once, one
- * contiguous front instead of a warp's 2 KB in each of several rows), and warp 0 sums the four
- * partial dot products from shared memory and runs the epilogue (bench/cuda/NOTES.md, 17). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XS, int BR = 0>
+ * (row stride a.ldw), else a.X in global memory (row stride a.ldx). MM (1-2 tokens, LOP_CUDA_GEMV_MMA):
+ * the dot products on the tensor cores instead of the FMA units, the loads unchanged: lane group
+ * g (lanes 4g..4g+3) is row g of an m16n8k16 A with its own chunks of row r0 (rows 8..15: r1's, for
+ * the pair modes) and column g of B with x at the same k, so D(g, g) and D(g + 8, g) are group g's
+ * partial sums; per 16-byte chunk and token two mma replace 16 conversions and 8 FMA, and the loop
+ * takes fewer issue slots between one round of loads and the next (bench/cuda/NOTES.md, 19). The
+ * k order inside a chunk is the same in A and B, so each mma sums the right products. */
+template <typename T, int NB, int MODE, int U, int PIPE, int XS, int MM>
 __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__restrict__ X, int item, int stride) {
     const T *__restrict__ W = (const T *)a.W;
     const int ldw = a.ldw, rows = a.rows, ldx = XS ? a.ldw : a.ldx;
     const k_rope_args &ra = a.ra;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_items = gemv_n_items<MODE>(rows, ra);
+    const int lane = threadIdx.x & 31, n_items = gemv_n_items<MODE>(rows, ra);
     const int nchunk = ldw >> 3;
-    /* a lane's first 16-byte chunk of the row and the step between its chunks */
-    const int c_first = BR ? warp * 32 + lane : lane, c_step = BR ? GEMV_WARPS * 32 : 32;
+    /* the MM loop runs every lane the same number of rounds (mma is warp-wide): it is bounded by the
+     * round's first chunk, and lanes past the row's end feed zeros */
+    const int lane_off = MM ? lane : 0;
+    constexpr int PAIRS = MODE == GEMV_SWIGLU || MODE == GEMV_ROPE; /* items may be row pairs */
     T *H = (T *)a.H;
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
-        if (item + stride < n_items && (!BR || warp == 0))
-            prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
+        if (item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
         if (it.zero_pad) {
-            if (lane < NB && (!BR || warp == 0)) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
+            if (lane < NB) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
             continue;
         }
         const int pair = it.pair, r0 = it.r0, r1 = it.r1;
         const uint4 *w0 = reinterpret_cast<const uint4 *>(W + (int64_t)r0 * ldw);
         const uint4 *w1 = reinterpret_cast<const uint4 *>(W + (int64_t)r1 * ldw);
-        float acc0[NB], acc1[NB];
+        float acc0[NB], acc1[NB], d[NB][4]; /* d: MM's accumulators */
 #pragma unroll
-        for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = 0.0f;
+        for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = d[b][0] = d[b][1] = d[b][2] = d[b][3] = 0.0f;
 
         uint4 wa[U], wg[U];
         auto load = [&](int c0) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                int c = c0 + c_step * u;
+                int c = c0 + 32 * u;
                 if (c < nchunk) {
                     wa[u] = __ldcs(w0 + c);
                     if (pair) wg[u] = __ldcs(w1 + c);
+                } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
+                    wa[u] = make_uint4(0, 0, 0, 0);
                 }
             }
+        };
+        auto x_at = [&](int b, int c) {
+            return XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
+                      : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
         };
         auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                int c = c0 + c_step * u;
-                if (c < nchunk) {
+                int c = c0 + 32 * u;
+                if (MM) {
+                    /* past the row's end: zeros (the single-row modes load them, at 40 registers instead of 48) */
+                    const uint4 z = make_uint4(0, 0, 0, 0), p = PAIRS && c >= nchunk ? z : aa[u];
+                    const uint4 q = PAIRS && pair && c < nchunk ? gg[u] : z;
+                    const uint32_t a_lo[4] = {p.x, q.x, p.y, q.y}, a_hi[4] = {p.z, q.z, p.w, q.w};
+#pragma unroll
+                    for (int b = 0; b < NB; b++) {
+                        const uint4 xv = c < nchunk ? x_at(b, c) : z;
+                        mma16816<T>(d[b], a_lo, xv.x, xv.y);
+                        mma16816<T>(d[b], a_hi, xv.z, xv.w);
+                    }
+                } else if (c < nchunk) {
                     float wf[8], wh[8];
                     load8<T>(aa[u], wf);
                     if (pair) load8<T>(gg[u], wh);
@@ -221,18 +241,26 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
             }
         };
         if (PIPE) {
-            load(c_first);
-            for (int c0 = c_first; c0 < nchunk; c0 += c_step * U) {
+            load(lane);
+            for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
                 uint4 ca[U], cg[U];
 #pragma unroll
                 for (int u = 0; u < U; u++) ca[u] = wa[u], cg[u] = wg[u];
-                if (c0 + c_step * U < nchunk) load(c0 + c_step * U); /* next batch in flight while this one is used */
+                if (c0 - lane_off + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
                 consume(ca, cg, c0);
             }
         } else {
-            for (int c0 = c_first; c0 < nchunk; c0 += c_step * U) {
+            for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
                 load(c0);
                 consume(wa, wg, c0);
+            }
+        }
+        if (MM) { /* group g's sums sit on D's diagonal, in lane 4g + g/2 */
+            const int g = lane >> 2, on = (lane & 3) == (g >> 1);
+#pragma unroll
+            for (int b = 0; b < NB; b++) {
+                acc0[b] = on ? (g & 1 ? d[b][1] : d[b][0]) : 0.0f;
+                acc1[b] = on ? (g & 1 ? d[b][3] : d[b][2]) : 0.0f;
             }
         }
 #pragma unroll
@@ -240,22 +268,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
             acc0[b] = warp_sum(acc0[b]);
             if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
         }
-        if (BR) { /* the block's four partial sums, added in warp order by warp 0 */
-            __shared__ float s_part[GEMV_WARPS][2][GEMV_MAX_NB];
-            if (lane == 0)
-#pragma unroll
-                for (int b = 0; b < NB; b++) s_part[warp][0][b] = acc0[b], s_part[warp][1][b] = acc1[b];
-            __syncthreads();
-            if (warp == 0)
-#pragma unroll
-                for (int b = 0; b < NB; b++) {
-                    acc0[b] = acc1[b] = 0.0f;
-                    for (int w = 0; w < GEMV_WARPS; w++) acc0[b] += s_part[w][0][b], acc1[b] += s_part[w][1][b];
-                }
-            __syncthreads(); /* s_part is free for the next item */
-            if (warp != 0) continue;
-        }
-#pragma unroll
+        #pragma unroll
         for (int b = 0; b < NB; b++) {
             if (lane != b) continue;
             if (MODE == GEMV_STORE) {
@@ -298,17 +311,16 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 
 /* One product. Grid-stride: a warp takes items item0, item0 + stride, ... (the launcher sizes the
  * grid to what is resident at once, so there are no waves, and the XN prologue runs once per block). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XN, int BR>
+template <typename T, int NB, int MODE, int U, int PIPE, int XN, int MM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     extern __shared__ uint4 s_dyn[];
     pdl_trigger();
-    const int warp = threadIdx.x >> 5;
-    const int item = BR ? blockIdx.x : blockIdx.x * GEMV_WARPS + warp, stride = BR ? gridDim.x : gridDim.x * GEMV_WARPS;
-    if (!BR || warp == 0) prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
+    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
+    prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
     pdl_wait();
     T *xs = reinterpret_cast<T *>(s_dyn);
     if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
-    gemv_items<T, NB, MODE, U, PIPE, XN, BR>(a, XN ? xs : (const T *)a.X, item, stride);
+    gemv_items<T, NB, MODE, U, PIPE, XN, MM>(a, XN ? xs : (const T *)a.X, item, stride);
 }
 
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
@@ -384,10 +396,10 @@ static int gemv_balance(void) {
     return on;
 }
 
-template <typename T, int NB, int MODE, int U, int P, int XN, int BR = 0>
+template <typename T, int NB, int MODE, int U, int P, int XN, int MM>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
-    auto kern = gemv_kernel<T, NB, MODE, U, P, XN, BR>;
-    const int per_block = BR ? 1 : GEMV_WARPS; /* items a block takes at once */
+    auto kern = gemv_kernel<T, NB, MODE, U, P, XN, MM>;
+    const int per_block = GEMV_WARPS; /* items a block takes at once */
     int blocks = lop_cdiv(items, per_block);
     if (gemv_resident_grid()) {
         int res = (int)((int64_t)resident_blocks(kern, smem) * gemv_occupancy_pct() / 100);
@@ -424,31 +436,31 @@ static int gemv_acc_variant(void) {
     return v;
 }
 
-/* LOP_CUDA_GEMV_BLOCKROW=1 (opt-in, not yet run on a GPU): at 1-2 tokens the 4-load loop takes a
- * row per block instead of per warp (gemv_items' BR); bench/tools/stream_shapes.cu's `block`
- * pattern measures the same access alone */
-static int gemv_blockrow(void) {
+/* LOP_CUDA_GEMV_MMA=1: at 1-2 tokens the dot products run on the tensor cores (gemv_items' MM).
+ * bench/tools/stream_shapes.cu measured why (bench/cuda/NOTES.md, 19): a warp per row with the same
+ * loads and no arithmetic streams 7B's shapes 9-18 % faster than with its FMA work, near the flat
+ * sweep's rate; with mma the loss roughly halves */
+static int gemv_mma(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_GEMV_BLOCKROW", 0, 0, 1);
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_MMA", 0, 0, 1);
     return on;
 }
 
 template <typename T, int MODE, int XN>
 static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int v = nb > 2 ? 0 : MODE == GEMV_ACC ? gemv_acc_variant() : lop_cuda_gemv_variant();
-    const int br = nb <= 2 && v == 0 && gemv_blockrow();
+    const int mm = nb <= 2 && gemv_mma();
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
-#define GO(N, U, P) go<T, N, MODE, U, P, XN>(items, smem, s, a)
+#define GO(N, U, P) (mm ? go<T, N, MODE, U, P, XN, 1>(items, smem, s, a) : go<T, N, MODE, U, P, XN, 0>(items, smem, s, a))
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
-        if (br) go<T, N, MODE, 4, 0, XN, 1>(items, smem, s, a);                                  \
-        else if (v == 1) GO(N, 8, 0);                                                              \
+        if (v == 1) GO(N, 8, 0);                                                                   \
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
         else GO(N, 4, 0);                                                                          \
         break;
-#define CASE(N) case N: GO(N, 4, 0); break;
+#define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
     switch (nb) {
         CASE_V(1) CASE_V(2) CASE(3) CASE(4)
     default:
