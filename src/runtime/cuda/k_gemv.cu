@@ -436,20 +436,21 @@ static int gemv_acc_variant(void) {
     return v;
 }
 
-/* LOP_CUDA_GEMV_MMA=1: at 1-2 tokens the dot products run on the tensor cores (gemv_items' MM).
+/* LOP_CUDA_GEMV_MMA=1: at 1-2 tokens the dot products run on the tensor cores (gemv_items' MM);
+ * 2: only in the single-row products (o, down, the LM head), the pair products keep the FMA loop.
  * bench/tools/stream_shapes.cu measured why (bench/cuda/NOTES.md, 19): a warp per row with the same
  * loads and no arithmetic streams 7B's shapes 9-18 % faster than with its FMA work, near the flat
  * sweep's rate; with mma the loss roughly halves */
 static int gemv_mma(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_GEMV_MMA", 0, 0, 1);
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_MMA", 0, 0, 2);
     return on;
 }
 
 template <typename T, int MODE, int XN>
 static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int v = nb > 2 ? 0 : MODE == GEMV_ACC ? gemv_acc_variant() : lop_cuda_gemv_variant();
-    const int mm = nb <= 2 && gemv_mma();
+    const int mm = nb <= 2 && (gemv_mma() == 1 || (gemv_mma() == 2 && MODE != GEMV_SWIGLU && MODE != GEMV_ROPE));
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
 #define GO(N, U, P) (mm ? go<T, N, MODE, U, P, XN, 1>(items, smem, s, a) : go<T, N, MODE, U, P, XN, 0>(items, smem, s, a))
