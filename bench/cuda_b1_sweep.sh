@@ -11,17 +11,16 @@ B=${2:-build}
 source bench/cuda_run.sh
 cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
-# name=variables (empty: the defaults). Run 11 (H200, bench/cuda/NOTES.md 14) measured 15 settings;
-# the list keeps the defaults before it (novpair), one setting of each family that lost and is
-# still in the code, and the new candidates
+# name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
+# the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
+# family that lost and is still in the code
 default_sweep="base=;\
-novpair=LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
-nobalance=LOP_CUDA_GEMV_BALANCE=0;\
+fma=LOP_CUDA_GEMV_MMA=0;\
+fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
+acc0=LOP_CUDA_GEMV_ACC=0;\
+mma2=LOP_CUDA_GEMV_MMA=2;\
 pdl=LOP_CUDA_PDL=1;\
-pdl_occ50_pf8=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=50 LOP_CUDA_PREFETCH_KB=8;\
-acc2=LOP_CUDA_GEMV_ACC=2;\
-mma=LOP_CUDA_GEMV_MMA=1;\
-mma_acc2=LOP_CUDA_GEMV_MMA=1 LOP_CUDA_GEMV_ACC=2"
+nobalance=LOP_CUDA_GEMV_BALANCE=0"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 
 for round in $(seq "${ROUNDS:-2}"); do

@@ -11,10 +11,11 @@
  * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
  * cache. With programmatic dependent launch (opt-in, LOP_CUDA_PDL=1: it measured slower, see
  * bench/cuda/NOTES.md) the first prefetch is issued before waiting for the previous kernel.
- * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v): 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with
- * the next 4 loaded before the current ones are consumed (register double buffering); 3 = 8, double
- * buffered. More bytes in flight per warp shortens the latency chain of a row, which is what bounds
- * the small (4096 x 4096) matrices of a decode step.
+ * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for o and down alone, default 2):
+ * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
+ * consumed (register double buffering); 3 = 8, double buffered. At 1-2 tokens the dot products run
+ * on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads and
+ * the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
  * read the fp32 residual stream itself and every block applies the RMSNorm in its prologue (sum of
  * squares, then x * rstd * w rounded to T into shared memory, as k_rmsnorm writes it), so the two
@@ -425,26 +426,28 @@ static int gemv_vpair(void) {
     return on;
 }
 
-/* LOP_CUDA_GEMV_ACC=v: the loop variant of the residual products (o, down) alone, default
- * LOP_CUDA_GEMV's. They hold 38 registers (12 blocks per SM, 6336 warps for 4096 rows at 7B), so a
- * variant with more loads in flight costs them no active warps (8 loads: 56 registers, 4752 warps)
- * where it cost q/k/v its occupancy in run3. Measured on the H200 (bench/cuda/NOTES.md, 16): 7B
- * batch 1 235.6 tok/s with the default, 228.4 with 8 loads, 234.6 double-buffered: kept opt-in */
-static int gemv_acc_variant(void) {
-    static int v = -1;
-    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", lop_cuda_gemv_variant(), 0, 3);
-    return v;
-}
-
-/* LOP_CUDA_GEMV_MMA=1: at 1-2 tokens the dot products run on the tensor cores (gemv_items' MM);
- * 2: only in the single-row products (o, down, the LM head), the pair products keep the FMA loop.
+/* LOP_CUDA_GEMV_MMA: at 1-2 tokens the dot products run on the tensor cores (gemv_items' MM); default
+ * 1; 2: only in the single-row products (o, down, the LM head); 0: the FMA loop everywhere.
  * bench/tools/stream_shapes.cu measured why (bench/cuda/NOTES.md, 19): a warp per row with the same
  * loads and no arithmetic streams 7B's shapes 9-18 % faster than with its FMA work, near the flat
- * sweep's rate; with mma the loss roughly halves */
+ * sweep's rate. H200, 7B batch 1, tok/s: FMA 235.5, mma 232.2, mma with o/down double-buffered 241.8
+ * (the default), mma in o/down only, double-buffered 239.4 */
 static int gemv_mma(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_GEMV_MMA", 0, 0, 2);
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_MMA", 1, 0, 2);
     return on;
+}
+
+/* LOP_CUDA_GEMV_ACC=v: the loop variant of the residual products (o, down) alone, default 2 (4 loads
+ * double-buffered) with the tensor cores, LOP_CUDA_GEMV's without. They hold 40 registers in the
+ * plain loop (12 blocks per SM, 6336 warps for 4096 rows at 7B). With the FMA loop more loads in
+ * flight did not pay (bench/cuda/NOTES.md, 16: 7B batch 1 235.6 tok/s plain, 228.4 with 8 loads,
+ * 234.6 double-buffered); with mma the double-buffered loop is what gains (19: 241.8 against 232.2
+ * plain, the defaults of before 235.5) */
+static int gemv_acc_variant(void) {
+    static int v = -1;
+    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 3);
+    return v;
 }
 
 template <typename T, int MODE, int XN>
