@@ -13,7 +13,8 @@
  * bench/cuda/NOTES.md) the first prefetch is issued before waiting for the previous kernel.
  * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for o and down alone, default 2):
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
- * consumed (register double buffering); 3 = 8, double buffered. At 1-2 tokens the dot products run
+ * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
+ * item's two rows then keep 2 KB in flight per warp, as a single row at 0). At 1-2 tokens the dot products run
  * on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads and
  * the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
@@ -462,6 +463,7 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         if (v == 1) GO(N, 8, 0);                                                                   \
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
+        else if (v == 4) GO(N, 2, 1);                                                              \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
