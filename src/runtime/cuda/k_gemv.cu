@@ -15,9 +15,9 @@
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
- * against the defaults' 242.5 at 7B batch 1 on the H200, bench/cuda/NOTES.md 19: opt-in). At 1-2 tokens the dot products run
- * on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads and
- * the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
+ * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in). At 1-2 tokens the dot products
+ * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
+ * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
  * read the fp32 residual stream itself and every block applies the RMSNorm in its prologue (sum of
  * squares, then x * rstd * w rounded to T into shared memory, as k_rmsnorm writes it), so the two
@@ -271,7 +271,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
             acc0[b] = warp_sum(acc0[b]);
             if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
         }
-        #pragma unroll
+#pragma unroll
         for (int b = 0; b < NB; b++) {
             if (lane != b) continue;
             if (MODE == GEMV_STORE) {
