@@ -13,12 +13,19 @@
  *            producer warp streams it into a ring of S shared-memory stages of ~K KB (whole rows,
  *            cp.async.bulk completing on an mbarrier) while 8 consumer warps take the dot products
  *            from shared memory; the blocks that fit per SM (one DRAM front per block, few threads);
+ *  - warpskew, warptile: `warp` with each row started at a rotated round, or with the matrix stored
+ *            so that every warp's round t is one contiguous region;
+ *  - warpnc: `warp`'s loads with an xor instead of the dot products (what the arithmetic costs);
+ *  - warpmma*: `warp` with the dot products on the tensor cores (lop's LOP_CUDA_GEMV_MMA), with more
+ *            accumulators, double-buffered (pipe: at 10 blocks per SM, pipe8: at 8);
+ *  - mma4, mma8: a block of 8 warps per 8 rows on the tensor cores, its warps splitting K;
+ * (bench/cuda/NOTES.md 19 has what they measured: the arithmetic, not the pattern, was the loss)
  * each as 16 launches captured in one CUDA graph over 16 distinct matrices (half a decode step's
- * layers; together far larger than L2), median of 5 replays after one. About 40 s on an H200 (the
+ * layers; together far larger than L2), median of 5 replays after one. About 10 s on an H200 (the
  * 16 gate/up matrices are 2.9 GB a replay). Prints "key value" lines:
  * stream_<shape>_<pattern>_us (per launch) and _GBps; shapes o 4096x4096, down 4096x11008,
- * qkv 12288x4096, gateup 22016x4096 (fp16). The warp and block patterns are checked against a host
- * dot product of the first matrix (check_<pattern> max relative error).
+ * qkv 12288x4096, gateup 22016x4096 (fp16). The patterns with dot products are checked against a
+ * host dot product of the last matrix (check_<pattern> max relative error; o, and down for some).
  * Build: nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 (scripts/gpu_check.sh build). */
 #include <cuda_fp16.h>
 #include <math.h>
