@@ -47,7 +47,12 @@ else
 endif
 
 # Rebuild everything when the configuration (CUDA on/off, sanitizers) changes.
-CONFIG_ID := cuda=$(if $(HAVE_NVCC),1,0) san=$(SAN)
+# TIMELINE=1: a diagnostic build whose kernels stamp a device timeline (src/runtime/cuda/timeline.cuh).
+TIMELINE ?=
+ifeq ($(TIMELINE),1)
+  NVCCFLAGS += -DLOP_TIMELINE
+endif
+CONFIG_ID := cuda=$(if $(HAVE_NVCC),1,0) san=$(SAN) timeline=$(TIMELINE)
 $(shell mkdir -p $(BUILD); echo '$(CONFIG_ID)' | cmp -s - $(BUILD)/config.stamp 2>/dev/null || echo '$(CONFIG_ID)' > $(BUILD)/config.stamp)
 # The commit the CLI reports in benchmark metadata: a generated header rewritten only when it
 # changes, so only the files that include it rebuild.

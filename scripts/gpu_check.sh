@@ -5,10 +5,11 @@
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files). One call
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep hf demo
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep timeline hf demo
 #   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost,
 #   bench/tools/stream_shapes.cu, how fast 7B's matrix shapes stream under four access patterns, then
 #   bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 5 minutes)
+#   (timeline: bench/cuda_timeline.sh on a `make TIMELINE=1` build, per-launch times inside 7B's decode graph)
 #   (train: the CUDA trainer and bench/prune_gpu.sh; demo: scripts/demo.sh, make demo's GPU path, when the
 #   SmolLM2 GGUF is in models/ and LOP_DATA names the data folder -- that machine has no apt-get/pip network)
 # scripts/gpu_carry.sh prepares what to carry there: the .deb files (.carry/debs), the data folder, the
@@ -78,10 +79,15 @@ if has test; then
         echo "test_cuda $* exit $rc $(grep -E '^\[  (PASSED|FAILED)  \]|random seed' /tmp/tv.log | sed 's/.*random seed \([0-9]*\).*/seed \1/' | tr '\n' ' ')"
         [ $rc = 0 ] || cp /tmp/tv.log "$OUT/test_cuda_fail_$vn.log"
     }
-    for e in LOP_CUDA_GEMV=1 LOP_CUDA_GEMV=2 LOP_CUDA_GEMV=3 LOP_CUDA_PDL=1 "LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8" LOP_CUDA_XNORM=0 \
-        LOP_CUDA_GEMV_GRID=0 LOP_CUDA_GEMV_MAX_NB=8 LOP_CUDA_GEMV_MAX_NB=0 LOP_CUDA_DECODE_TUNE=0 LOP_CUDA_VPAIR=0 \
-        LOP_CUDA_GEMV_BALANCE=0 "LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0" LOP_CUDA_GEMV_ACC=1 LOP_CUDA_GEMV_ACC=3 \
-        LOP_CUDA_GEMV_MMA=0 "LOP_CUDA_GEMV_MMA=0 LOP_CUDA_GEMV=2" LOP_CUDA_GEMV_MMA=2 LOP_CUDA_GEMV_ACC=0 LOP_CUDA_GEMV=4; do
+    # TEST_VARIANTS="VARS;VARS..." replaces the list
+    default_variants="LOP_CUDA_GEMV=1;LOP_CUDA_GEMV=2;LOP_CUDA_GEMV=3;LOP_CUDA_PDL=1;\
+LOP_CUDA_PDL=1 LOP_CUDA_GEMV_OCC=33 LOP_CUDA_PREFETCH_KB=8;LOP_CUDA_XNORM=0;LOP_CUDA_GEMV_GRID=0;\
+LOP_CUDA_GEMV_MAX_NB=8;LOP_CUDA_GEMV_MAX_NB=0;LOP_CUDA_DECODE_TUNE=0;LOP_CUDA_VPAIR=0;LOP_CUDA_GEMV_BALANCE=0;\
+LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;LOP_CUDA_GEMV_ACC=1;LOP_CUDA_GEMV_ACC=3;LOP_CUDA_GEMV_MMA=0;\
+LOP_CUDA_GEMV_MMA=0 LOP_CUDA_GEMV=2;LOP_CUDA_GEMV_MMA=2;LOP_CUDA_GEMV_ACC=0;LOP_CUDA_GEMV=4;\
+LOP_CUDA_ATTN_MINKEYS=0;LOP_CUDA_ATTN_MINKEYS=8;LOP_CUDA_ATTN_MINKEYS=64;LOP_CUDA_ATTN_WARPS=4"
+    IFS=';' read -r -a test_variants <<< "${TEST_VARIANTS-$default_variants}"
+    for e in "${test_variants[@]}"; do
         variant $e
     done
     for t in test_generate test_hf_parity test_ops; do
@@ -132,6 +138,26 @@ if has b1sweep; then
     timeout 150 "$BUILD/stream_shapes" | tee "$OUT/stream-shapes.txt"; echo "stream_shapes exit ${PIPESTATUS[0]}"
     timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
     stamp "batch-1 sweep done"
+fi
+
+if has timeline; then # TL_SWEEP="name=VARS;..." (default: the defaults alone), on a `make TIMELINE=1` build
+    stamp "timeline"
+    commit_arg=()
+    [ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
+    if make -s -j"$JOBS" BUILD="$BUILD-tl" TIMELINE=1 DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" \
+        "$BUILD-tl/lop"; then
+        IFS=';' read -r -a tl_sweep <<< "${TL_SWEEP:-base=}"
+        for entry in "${tl_sweep[@]}"; do
+            echo "== timeline ${entry%%=*}: ${entry#*=}"
+            TL_NAME=${entry%%=*} timeout 120 bench/cuda_timeline.sh "$OUT/tl" "$BUILD-tl" "${TL_SPEC:-synth:llama-7b}" 1 \
+                ${entry#*=}
+        done
+        cat "$OUT"/tl/launches-*.txt > "$OUT/timeline-launches.txt"
+        tar czf "$OUT/timeline-raw.tgz" -C "$OUT/tl" . && rm -rf "$OUT/tl"
+    else
+        echo "TIMELINE BUILD FAILED"
+    fi
+    stamp "timeline done"
 fi
 
 if has parity; then

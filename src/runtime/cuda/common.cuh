@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "model/model.h" /* lop_dtype */
+#include "runtime/cuda/timeline.cuh"
 
 /* Storage type <-> float. T is __half or __nv_bfloat16. */
 template <typename T> struct elt;

@@ -26,6 +26,7 @@ extern "C" {
 #include "runtime/cuda/cu_gemm.cuh"
 #include "runtime/cuda/cuda_api.h"
 #include "runtime/cuda/kernels.cuh"
+#include "runtime/cuda/timeline_host.h"
 
 #define DEC_WINDOW 8                      /* decode steps the host may queue ahead of the device */
 #define LT_WORKSPACE (32u << 20)          /* cuBLASLt workspace */
@@ -516,6 +517,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
         be->trace = 1;
         be->tr_skip = 1;
     }
+    if (st == LOP_OK) lop_tl_init(); /* the device timeline (TIMELINE=1 builds only) */
     if (st == LOP_OK) st = upload(be);
     if (st == LOP_OK && be->staging) {
         /* the upload buffer is not needed any more */
@@ -877,8 +879,10 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
     while (st == LOP_OK && proc < N) {
         while (st == LOP_OK && !all_done && enq < N && enq - proc < DEC_WINDOW) {
             cudaError_t e = cudaSuccess;
+            lop_tl_arm(s, enq, N, 1);
             if (use_graph) e = cudaGraphLaunch(be->gexec, s);
             else st = enqueue_step(be, n, sp);
+            lop_tl_arm(s, enq, N, 0);
             if (st != LOP_OK) break;
             if (e == cudaSuccess)
                 e = cudaMemcpyAsync(be->h_hist + (size_t)enq * n, be->d_hist + (size_t)enq * n, (size_t)n * 4,
@@ -915,6 +919,7 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
     cudaError_t e = cudaStreamSynchronize(s);
     if (st == LOP_OK && e != cudaSuccess) st = cuda_fail(e, "decode");
     res->decode_s = lop_now() - t0;
+    lop_tl_write(s);
     res->n_decode_steps = enq - 1;
     free(done);
     free(step_tok);

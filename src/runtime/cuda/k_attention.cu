@@ -1,9 +1,10 @@
 /* Causal GQA attention over the fp16 KV cache, in two shapes.
  * Why two kernels: decode has one query per sequence, so the work is a stream over the cache that
  * must run at memory bandwidth and be spread over enough blocks — one block per (token, KV head,
- * KV chunk), all query heads of the group sharing each K/V row read, 4 warps × 4 keys of loads in
+ * KV chunk), all query heads of the group sharing each K/V row read, 8 warps × 4 keys of loads in
  * flight, chunks combined by the last block of each group to finish (split-K over the KV length for
- * long contexts, fixed by max_seq so a captured CUDA graph stays valid as the context grows; no
+ * long contexts; the grid is fixed by max_seq so a captured CUDA graph stays valid as the context
+ * grows, and each token's blocks use as many chunks as its context fills with >= 256 keys; no
  * second kernel launch). Prefill has many
  * queries per sequence, so K/V tiles are staged once in shared memory and reused by a tile of 32
  * queries (flash-attention style online softmax, scores never leave the SM); this is the general
@@ -18,19 +19,22 @@
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
-#define DEC_WARPS 4
+#define DEC_WARPS_MAX 8
 #define DEC_U 4 /* keys per warp per iteration: K and V rows of all of them are loaded first */
 #define DEC_GMAX 4 /* query heads of one KV group handled by one block */
 
+LOP_TL_TU(attention)
+
 /* ---- decode ------------------------------------------------------------------------------ */
-template <typename T, int NP>
+template <typename T, int NP, int DEC_WARPS>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
-                       int chunk, float *part, int *counters, T *out, int ld_out) {
+                       int chunk, int min_keys, float *part, int *counters, T *out, int ld_out) {
     __shared__ float s_m[DEC_WARPS][DEC_GMAX], s_l[DEC_WARPS][DEC_GMAX];
     __shared__ float s_acc[DEC_WARPS][DEC_GMAX][64 * NP];
     __shared__ int s_last;
+    TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     const int i = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -40,7 +44,16 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     const int split = blockIdx.z;
     const int ctx = pos[i] + 1;
     const int64_t slot = seq[i];
-    const int kb = split * chunk, ke = min(ctx, kb + chunk);
+    /* min_keys > 0: this token's context is cut into ns <= nsplit chunks of at least min_keys keys, so
+     * a short context takes one or two blocks and no combine instead of nsplit mostly empty blocks
+     * and a combine pass (the grid is fixed by the longest context, for the CUDA graph) */
+    const int ns = min_keys > 0 ? max(1, min(nsplit, (ctx + min_keys - 1) / min_keys)) : nsplit;
+    if (split >= ns) {
+        TL_END(TL_ATTN_DECODE);
+        return;
+    }
+    const int ch = min_keys > 0 ? (ctx + ns - 1) / ns : chunk;
+    const int kb = split * ch, ke = min(ctx, kb + ch);
     const float scale = 1.0f / sqrtf((float)hd);
 
     float2 qv[DEC_GMAX][NP];
@@ -127,7 +140,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                 A += e * s_acc[w][h][d];
                 L += e * s_l[w][h];
             }
-        if (nsplit == 1) {
+        if (ns == 1) {
             out[(int64_t)i * ld_out + (h0 + h) * hd + d] = elt<T>::from_f(A / L);
         } else {
             float *pp = part + (((int64_t)i * nh + h0 + h) * nsplit + split) * (hd + 2);
@@ -135,26 +148,29 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             if (d == 0) pp[hd] = M, pp[hd + 1] = L;
         }
     }
-    if (nsplit > 1) {
+    if (ns > 1) {
         /* the last block of this (token, head group) to finish combines the chunks */
         __threadfence();
         __syncthreads();
         if (threadIdx.x == 0) {
             int *cnt = counters + (int64_t)i * gridDim.y + blockIdx.y;
             int prev = atomicAdd(cnt, 1);
-            s_last = prev == nsplit - 1;
+            s_last = prev == ns - 1;
             if (s_last) *cnt = 0; /* ready for the next launch */
         }
         __syncthreads();
-        if (!s_last) return;
+        if (!s_last) {
+            TL_END(TL_ATTN_DECODE);
+            return;
+        }
         __threadfence();
         for (int t = threadIdx.x; t < ng * hd; t += blockDim.x) {
             int h = t / hd, d = t - h * hd;
             const float *base = part + ((int64_t)i * nh + h0 + h) * nsplit * (hd + 2);
             float M = -INFINITY;
-            for (int sp = 0; sp < nsplit; sp++) M = fmaxf(M, __ldcg(base + sp * (hd + 2) + hd));
+            for (int sp = 0; sp < ns; sp++) M = fmaxf(M, __ldcg(base + sp * (hd + 2) + hd));
             float A = 0.f, L = 0.f;
-            for (int sp = 0; sp < nsplit; sp++) {
+            for (int sp = 0; sp < ns; sp++) {
                 const float *pp = base + sp * (hd + 2);
                 float ms = __ldcg(pp + hd);
                 if (ms == -INFINITY) continue;
@@ -167,12 +183,20 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
     if (blockIdx.y == 0)
         for (int c = nh * hd + threadIdx.x; c < ld_out; c += blockDim.x) out[(int64_t)i * ld_out + c] = elt<T>::from_f(0.f);
+    TL_END(TL_ATTN_DECODE);
+}
+
+/* warps per decode block: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before) */
+static int dec_warps(void) {
+    static int w = -1;
+    if (w < 0) w = getenv("LOP_CUDA_ATTN_WARPS") && atoi(getenv("LOP_CUDA_ATTN_WARPS")) == 4 ? 4 : DEC_WARPS_MAX;
+    return w;
 }
 
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
     int blocks = n * nkv;
     if (blocks >= n_sm) return 1;
-    int want = lop_cdiv(2 * n_sm, blocks), most = lop_cdiv(ctx_bound, 16); /* >= 16 keys: one pass of 4 warps x 4 keys */
+    int want = lop_cdiv(2 * n_sm, blocks), most = lop_cdiv(ctx_bound, dec_warps() * DEC_U); /* >= one pass of the warps */
     int s = want < most ? want : most;
     if (s > 32) s = 32;
     return s < 1 ? 1 : s;
@@ -184,14 +208,21 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
                           int ld_out, cudaStream_t s) {
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     int chunk = lop_cdiv(max_seq, nsplit);
-    dim3 grid(n, nkv * n_gc, nsplit), block(DEC_WARPS * 32);
+    /* LOP_CUDA_ATTN_MINKEYS (see the kernel; 0 = fixed chunks of max_seq / nsplit, as before): default
+     * 256, with 8 warps per block; 7B batch 1 on the H200, attention per layer inside the graph
+     * (bench/cuda_timeline.sh): 7.12 us with 4 warps and fixed chunks, 7.91 at 64 keys, 6.95 at 256
+     * (bench/cuda/NOTES.md 20) */
+    static int min_keys = -1;
+    if (min_keys < 0) min_keys = getenv("LOP_CUDA_ATTN_MINKEYS") ? atoi(getenv("LOP_CUDA_ATTN_MINKEYS")) : 256;
+    const int nw = dec_warps();
+    dim3 grid(n, nkv * n_gc, nsplit), block(nw * 32);
     int np = (hd + 63) / 64;
     switch (np) {
-#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, part, counters, out, ld_out
-    case 1: launch_k(attn_decode_kernel<T, 1>, DEC_ARGS); break;
-    case 2: launch_k(attn_decode_kernel<T, 2>, DEC_ARGS); break;
-    case 3: launch_k(attn_decode_kernel<T, 3>, DEC_ARGS); break;
-    default: launch_k(attn_decode_kernel<T, 4>, DEC_ARGS); break;
+#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
+    case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;
+    case 2: nw == 4 ? launch_k(attn_decode_kernel<T, 2, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 2, 8>, DEC_ARGS); break;
+    case 3: nw == 4 ? launch_k(attn_decode_kernel<T, 3, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 3, 8>, DEC_ARGS); break;
+    default: nw == 4 ? launch_k(attn_decode_kernel<T, 4, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 4, 8>, DEC_ARGS); break;
 #undef DEC_ARGS
     }
 }

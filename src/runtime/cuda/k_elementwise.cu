@@ -86,12 +86,31 @@ void k_synth_fill(void *dst, lop_dtype ddt, int64_t rows, int64_t cols, int64_t 
 }
 
 /* ---- embedding ----------------------------------------------------------------------------- */
-template <typename T> __global__ void embed_kernel(const T *emb, int ld, const int32_t *tok, int dim, float *x) {
+LOP_TL_TU(elementwise)
+
+/* 16-byte loads when dim % 8 == 0 (rows start 16-byte aligned, ld is a multiple of 8): the row's
+ * loads are in flight together instead of one 2-byte load per thread and round (LLaMA-7B, one
+ * token, H200: 6.9 us before, 1.7 after; bench/cuda/NOTES.md 20) */
+template <typename T>
+__global__ void embed_kernel(const T *__restrict__ emb, int ld, const int32_t *__restrict__ tok, int dim,
+                             float *__restrict__ x) {
+    TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     int i = blockIdx.x;
     const T *row = emb + (int64_t)tok[i] * ld;
-    for (int d = threadIdx.x; d < dim; d += blockDim.x) x[(int64_t)i * dim + d] = elt<T>::to_f(row[d]);
+    float *xr = x + (int64_t)i * dim;
+    if (dim % 8 == 0) {
+        for (int c = threadIdx.x; c < dim / 8; c += blockDim.x) {
+            float f[8];
+            load8<T>(__ldg(reinterpret_cast<const uint4 *>(row) + c), f);
+            reinterpret_cast<float4 *>(xr)[2 * c] = make_float4(f[0], f[1], f[2], f[3]);
+            reinterpret_cast<float4 *>(xr)[2 * c + 1] = make_float4(f[4], f[5], f[6], f[7]);
+        }
+    } else {
+        for (int d = threadIdx.x; d < dim; d += blockDim.x) xr[d] = elt<T>::to_f(row[d]);
+    }
+    TL_END(TL_EMBED);
 }
 
 void k_embed(const void *emb, int ld_emb, lop_dtype dt, const int32_t *tok, int n, int dim, float *x, cudaStream_t s) {
@@ -115,6 +134,7 @@ template <typename T>
 __global__ void rmsnorm_kernel(float *x, const float *bias, const float *w, const int32_t *rows, int dim, float eps,
                                T *out, int ld_out) {
     __shared__ double sh[32];
+    TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     int r = blockIdx.x;
@@ -142,6 +162,7 @@ __global__ void rmsnorm_kernel(float *x, const float *bias, const float *w, cons
         }
         o[d] = elt<T>::from_f(v);
     }
+    TL_END(TL_NORM);
 }
 
 void k_rmsnorm(float *x, const float *bias, const float *w, const int32_t *rows, int n, int dim, float eps, void *out,

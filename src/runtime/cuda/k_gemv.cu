@@ -317,6 +317,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 template <typename T, int NB, int MODE, int U, int PIPE, int XN, int MM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     extern __shared__ uint4 s_dyn[];
+    TL_BEGIN();
     pdl_trigger();
     const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
     prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
@@ -324,7 +325,10 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     T *xs = reinterpret_cast<T *>(s_dyn);
     if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
     gemv_items<T, NB, MODE, U, PIPE, XN, MM>(a, XN ? xs : (const T *)a.X, item, stride);
+    TL_END(TL_GEMV + 2 * MODE + XN);
 }
+
+LOP_TL_TU(gemv)
 
 int k_gemv_max_batch(void) { return GEMV_MAX_NB; }
 

@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
     __shared__ int s_ci[SMP_THREADS];
     __shared__ unsigned long long s_cum[SMP_THREADS];
     __shared__ int s_n;
+    TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     const int sq = blockIdx.x, tid = threadIdx.x;
@@ -299,6 +300,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
         tok[sq] = result;
         if (hist) hist[(int64_t)(step ? *step : 0) * n + sq] = result;
     }
+    TL_END(TL_SAMPLE);
 }
 
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
@@ -307,11 +309,15 @@ void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rn
     launch_k(sample_kernel, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
+LOP_TL_TU(sample)
+
 __global__ void advance_kernel(int32_t *pos, int n, int32_t *step) {
+    TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     for (int i = threadIdx.x; i < n; i += blockDim.x) pos[i] += 1;
     if (threadIdx.x == 0 && step) *step += 1;
+    TL_END(TL_ADVANCE);
 }
 
 void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s) { launch_k(advance_kernel, 1, 256, 0, s, pos, n, step); }
