@@ -1,8 +1,8 @@
 /* Causal GQA attention over the fp16 KV cache, in two shapes.
  * Why two kernels: decode has one query per sequence, so the work is a stream over the cache that
  * must run at memory bandwidth and be spread over enough blocks — one block per (token, KV head,
- * KV chunk), all query heads of the group sharing each K/V row read, 8 warps × 4 keys of loads in
- * flight, chunks combined by the last block of each group to finish (split-K over the KV length for
+ * KV chunk), all query heads of the group sharing each K/V row read, 4 warps × 4 keys of loads in
+ * flight (8 warps where the context is split over blocks), chunks combined by the last block of each group to finish (split-K over the KV length for
  * long contexts; the grid is fixed by max_seq so a captured CUDA graph stays valid as the context
  * grows, and each token's blocks use as many chunks as its context fills with >= 256 keys; no
  * second kernel launch). Prefill has many
@@ -26,7 +26,7 @@
 LOP_TL_TU(attention)
 
 /* ---- decode ------------------------------------------------------------------------------ */
-template <typename T, int NP, int DEC_WARPS>
+template <typename T, int NP, int DEC_WARPS> /* DEC_WARPS: warps per block, 4 or 8 */
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
