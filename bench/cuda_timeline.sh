@@ -31,14 +31,11 @@ function kname(k, prev) {
     if (k == 20 || k == 21) return "gate_up"; if (k == 22 || k == 23) return "qkv";
     return "k" k
 }
-function flush(   i, n, j, t, ends, p90) {
+function flush(   p50, p90) {
     if (cnt == 0) return
     nm = kname(kid, prevname)
-    n = 0; for (i = 1; i <= cnt; i++) ends[++n] = e[i]
-    # sort ends (insertion sort is too slow for 6000: use asort where gawk, else a simple pass)
-    m = n; for (i = 1; i <= m; i++) srt[i] = ends[i]
-    qs(srt, 1, m)
-    p90 = srt[int(0.9 * m) > 0 ? int(0.9 * m) : 1]; p50 = srt[int(0.5 * m) > 0 ? int(0.5 * m) : 1]
+    qs(e, 1, cnt) # the end times of the warps, ascending (mawk has no asort)
+    p90 = e[int(0.9 * cnt) > 0 ? int(0.9 * cnt) : 1]; p50 = e[int(0.5 * cnt) > 0 ? int(0.5 * cnt) : 1]
     gap = nl ? s0 - prev_end : 0
     printf "%4d %-9s warps %5d start %8.2f dur %7.2f gap %5.2f last_start %6.2f p50_end %6.2f p90_end %6.2f tail %5.2f\n", \
         nl, nm, cnt, s0 / 1e3, (emax - s0) / 1e3, gap / 1e3, (smax - s0) / 1e3, (p50 - s0) / 1e3, (p90 - s0) / 1e3, \

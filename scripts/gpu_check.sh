@@ -49,12 +49,13 @@ DEP_LIBS="-L$LIB -L$LIB/openblas-pthread -Wl,-rpath,$LIB:$LIB/openblas-pthread -
     uname -r; nproc
 } | tee "$OUT/env.txt"
 
+# the tree's .git may be a stale copy there: a COMMIT file (carried) names what is built
+commit_arg=()
+[ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
+
 if has build; then
     stamp "build"
     tests=$(ls tests/test_*.c | sed "s|tests/\(.*\)\.c|$BUILD/tests/\1|")
-    # the tree's .git may be a stale copy there: a COMMIT file (carried) names what is built
-    commit_arg=()
-    [ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
     make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" all $tests ||
         { echo "BUILD FAILED"; exit 1; }
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
@@ -142,8 +143,6 @@ fi
 
 if has timeline; then # TL_SWEEP="name=VARS;..." (default: the defaults alone), on a `make TIMELINE=1` build
     stamp "timeline"
-    commit_arg=()
-    [ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
     if make -s -j"$JOBS" BUILD="$BUILD-tl" TIMELINE=1 DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" \
         "$BUILD-tl/lop"; then
         IFS=';' read -r -a tl_sweep <<< "${TL_SWEEP:-base=}"

@@ -186,7 +186,17 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     TL_END(TL_ATTN_DECODE);
 }
 
-/* warps per decode block: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before) */
+/* keys per chunk at least (LOP_CUDA_ATTN_MINKEYS; 0 = fixed chunks of max_seq / nsplit, as before):
+ * default 256; 7B batch 1 on the H200, attention per layer inside the graph (bench/cuda_timeline.sh):
+ * 7.12 us with 4 warps and fixed chunks, 7.91 with 8 warps at 64 keys, 6.95 at 256
+ * (bench/cuda/NOTES.md 20) */
+static int dec_min_keys(void) {
+    static int k = -1;
+    if (k < 0) k = getenv("LOP_CUDA_ATTN_MINKEYS") ? atoi(getenv("LOP_CUDA_ATTN_MINKEYS")) : 256;
+    return k;
+}
+
+/* warps per decode block where the context is split: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before) */
 static int dec_warps(void) {
     static int w = -1;
     if (w < 0) w = getenv("LOP_CUDA_ATTN_WARPS") && atoi(getenv("LOP_CUDA_ATTN_WARPS")) == 4 ? 4 : DEC_WARPS_MAX;
@@ -208,12 +218,7 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
                           int ld_out, cudaStream_t s) {
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     int chunk = lop_cdiv(max_seq, nsplit);
-    /* LOP_CUDA_ATTN_MINKEYS (see the kernel; 0 = fixed chunks of max_seq / nsplit, as before): default
-     * 256, with 8 warps per block; 7B batch 1 on the H200, attention per layer inside the graph
-     * (bench/cuda_timeline.sh): 7.12 us with 4 warps and fixed chunks, 7.91 at 64 keys, 6.95 at 256
-     * (bench/cuda/NOTES.md 20) */
-    static int min_keys = -1;
-    if (min_keys < 0) min_keys = getenv("LOP_CUDA_ATTN_MINKEYS") ? atoi(getenv("LOP_CUDA_ATTN_MINKEYS")) : 256;
+    const int min_keys = dec_min_keys();
     /* 8 warps only where the context is split over blocks (few tokens): with one block per (token,
      * group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with 4, 18,314
      * with 8; bench/cuda/NOTES.md 20) */

@@ -75,8 +75,9 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
                   int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
 
 /* ---- attention ---- */
-/* Decode-style: one query per token (any batch), split over the KV length into nsplit chunks of
- * chunk = ceil(max_seq / nsplit) keys; part needs n*nh*nsplit*(hd+2) floats and counters n*nh
+/* Decode-style: one query per token (any batch), split over the KV length into at most nsplit chunks
+ * (the grid): each token's context in as many chunks of >= 256 keys as it fills (LOP_CUDA_ATTN_MINKEYS;
+ * 0: nsplit chunks of ceil(max_seq / nsplit) keys); part needs n*nh*nsplit*(hd+2) floats and counters n*nh
  * zero-initialised ints when nsplit > 1 (the last block of each group combines and re-zeroes).
  * out [n][ld_out] in dt (head h at columns h*hd..), pad columns zeroed. */
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm);

@@ -27,7 +27,6 @@ static struct {
     int ready, step, done;
     const char *path;
     lop_tl d; /* device pointers */
-    int *on;
 } tl;
 
 int lop_tl_init(void) {
@@ -41,14 +40,12 @@ int lop_tl_init(void) {
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev))
         return 0;
     tl.d.per_sm = TL_PER_SM, tl.d.n_sm = (unsigned)n_sm;
-    int *on = NULL;
     if (cudaMalloc((void **)&tl.d.rec, sizeof(lop_tl_rec) * TL_PER_SM * n_sm) != cudaSuccess ||
         cudaMalloc((void **)&tl.d.counts, sizeof(unsigned) * 32 * n_sm) != cudaSuccess ||
-        cudaMalloc((void **)&on, sizeof(int)) != cudaSuccess || cudaMemset(on, 0, sizeof(int)) != cudaSuccess) {
+        cudaMalloc((void **)&tl.d.on, sizeof(int)) != cudaSuccess || cudaMemset(tl.d.on, 0, sizeof(int)) != cudaSuccess) {
         fprintf(stderr, "timeline: no device memory for the log\n");
         return 0;
     }
-    tl.on = on, tl.d.on = on;
     if (lop_tl_set_gemv(&tl.d) || lop_tl_set_attention(&tl.d) || lop_tl_set_elementwise(&tl.d) ||
         lop_tl_set_sample(&tl.d)) {
         fprintf(stderr, "timeline: cannot set the kernels' log address\n");
@@ -65,7 +62,7 @@ void lop_tl_arm(cudaStream_t s, int k, int N, int on) {
     const int want = tl.step < N ? tl.step : N - 1;
     if (k != want) return;
     if (on) cudaMemsetAsync(tl.d.counts, 0, sizeof(unsigned) * 32 * tl.d.n_sm, s);
-    cudaMemsetAsync(tl.on, on ? 1 : 0, sizeof(int), s);
+    cudaMemsetAsync(tl.d.on, on ? 1 : 0, sizeof(int), s);
     if (!on) tl.done = 1;
 }
 

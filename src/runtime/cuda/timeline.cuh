@@ -32,7 +32,7 @@ typedef struct lop_tl_rec {
 typedef struct lop_tl {
     lop_tl_rec *rec;
     unsigned *counts;
-    const int *on;
+    int *on;
     unsigned per_sm, n_sm;
 } lop_tl;
 
