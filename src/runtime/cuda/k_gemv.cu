@@ -15,7 +15,9 @@
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
- * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in). At 1-2 tokens the dot products
+ * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in); 5 = 4, each chunk's registers reloaded
+ * with the next round's chunk as soon as it is consumed (rolling reloads, not yet measured: NOTES,
+ * What to try next). At 1-2 tokens the dot products
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
@@ -193,57 +195,72 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
         for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = d[b][0] = d[b][1] = d[b][2] = d[b][3] = 0.0f;
 
         uint4 wa[U], wg[U];
+        auto load_one = [&](int u, int c) { /* chunk c of the row(s) into wa[u] (wg[u]) */
+            if (c < nchunk) {
+                wa[u] = __ldcs(w0 + c);
+                if (pair) wg[u] = __ldcs(w1 + c);
+            } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
+                wa[u] = make_uint4(0, 0, 0, 0);
+            }
+        };
         auto load = [&](int c0) {
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int c = c0 + 32 * u;
-                if (c < nchunk) {
-                    wa[u] = __ldcs(w0 + c);
-                    if (pair) wg[u] = __ldcs(w1 + c);
-                } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
-                    wa[u] = make_uint4(0, 0, 0, 0);
-                }
-            }
+            for (int u = 0; u < U; u++) load_one(u, c0 + 32 * u);
         };
         auto x_at = [&](int b, int c) {
             return XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
                       : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
         };
-        auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
+        auto consume_one = [&](const uint4 *aa, const uint4 *gg, int u, int c0) { /* chunk c0 + 32u, in aa[u] (gg[u]) */
+            const int c = c0 + 32 * u;
+            if (MM) {
+                /* past the row's end: zeros (the single-row modes load them, at 40 registers instead of 48) */
+                const uint4 z = make_uint4(0, 0, 0, 0), p = PAIRS && c >= nchunk ? z : aa[u];
+                const uint4 q = PAIRS && pair && c < nchunk ? gg[u] : z;
+                const uint32_t a_lo[4] = {p.x, q.x, p.y, q.y}, a_hi[4] = {p.z, q.z, p.w, q.w};
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int c = c0 + 32 * u;
-                if (MM) {
-                    /* past the row's end: zeros (the single-row modes load them, at 40 registers instead of 48) */
-                    const uint4 z = make_uint4(0, 0, 0, 0), p = PAIRS && c >= nchunk ? z : aa[u];
-                    const uint4 q = PAIRS && pair && c < nchunk ? gg[u] : z;
-                    const uint32_t a_lo[4] = {p.x, q.x, p.y, q.y}, a_hi[4] = {p.z, q.z, p.w, q.w};
+                for (int b = 0; b < NB; b++) {
+                    const uint4 xv = c < nchunk ? x_at(b, c) : z;
+                    mma16816<T>(d[b], a_lo, xv.x, xv.y);
+                    mma16816<T>(d[b], a_hi, xv.z, xv.w);
+                }
+            } else if (c < nchunk) {
+                float wf[8], wh[8];
+                load8<T>(aa[u], wf);
+                if (pair) load8<T>(gg[u], wh);
 #pragma unroll
-                    for (int b = 0; b < NB; b++) {
-                        const uint4 xv = c < nchunk ? x_at(b, c) : z;
-                        mma16816<T>(d[b], a_lo, xv.x, xv.y);
-                        mma16816<T>(d[b], a_hi, xv.z, xv.w);
-                    }
-                } else if (c < nchunk) {
-                    float wf[8], wh[8];
-                    load8<T>(aa[u], wf);
-                    if (pair) load8<T>(gg[u], wh);
+                for (int b = 0; b < NB; b++) {
+                    uint4 xv = XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
+                                  : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
+                    float xf[8];
+                    load8<T>(xv, xf);
 #pragma unroll
-                    for (int b = 0; b < NB; b++) {
-                        uint4 xv = XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
-                                      : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
-                        float xf[8];
-                        load8<T>(xv, xf);
-#pragma unroll
-                        for (int e = 0; e < 8; e++) {
-                            acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
-                            if (pair) acc1[b] = fmaf(wh[e], xf[e], acc1[b]);
-                        }
+                    for (int e = 0; e < 8; e++) {
+                        acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
+                        if (pair) acc1[b] = fmaf(wh[e], xf[e], acc1[b]);
                     }
                 }
             }
         };
-        if (PIPE) {
+        auto consume = [&](const uint4 *aa, const uint4 *gg, int c0) {
+#pragma unroll
+            for (int u = 0; u < U; u++) consume_one(aa, gg, u, c0);
+        };
+        if (PIPE == 2) {
+            /* rolling reloads: chunk u of the next round goes into wa[u] as soon as chunk u of this
+             * round is consumed, so U - 1 loads stay in flight through the arithmetic without a
+             * second set of registers (ptxas may still rename them: bench/cuda/NOTES.md, What to
+             * try next) */
+            load(lane);
+            for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
+                const int more = c0 - lane_off + 32 * U < nchunk;
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    consume_one(wa, wg, u, c0);
+                    if (more) load_one(u, c0 + 32 * U + 32 * u);
+                }
+            }
+        } else if (PIPE) {
             load(lane);
             for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
                 uint4 ca[U], cg[U];
@@ -452,7 +469,7 @@ static int gemv_mma(void) {
  * plain, the defaults of before 235.5) */
 static int gemv_acc_variant(void) {
     static int v = -1;
-    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 3);
+    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 5);
     return v;
 }
 
@@ -469,6 +486,7 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
         else if (v == 4) GO(N, 2, 1);                                                              \
+        else if (v == 5) GO(N, 4, 2);                                                              \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
