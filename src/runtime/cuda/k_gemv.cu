@@ -257,7 +257,13 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     consume_one(wa, wg, u, c0);
-                    if (more) load_one(u, c0 + 32 * U + 32 * u);
+                    if (more) {
+                        /* the reload's address made to depend on the sums just updated, so that ptxas
+                         * cannot issue it early into other registers */
+                        int c = c0 + 32 * U + 32 * u;
+                        asm volatile("" : "+r"(c) : "f"(MM ? d[NB - 1][0] : acc0[NB - 1]));
+                        load_one(u, c);
+                    }
                 }
             }
         } else if (PIPE) {
