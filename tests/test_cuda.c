@@ -576,6 +576,18 @@ static void test_tiny_model_logits(void **st) {
             OK(lop_engine_forward(gp2, &eb, lh));
             CHECK_ERR("last decode step = GPU prefill of its tokens", lg, lh, 3 * V, tol / 4);
             lop_engine_free(gp2);
+            /* one step at 1 token and one at 2: the hand GEMV with its fused RMSNorm prologue and
+             * epilogues (RoPE + K/V cache, SwiGLU, residual add), under whichever loop variant the
+             * environment picks (the steps above take cuBLASLt at 3 tokens by default) */
+            int32_t t1[1] = {34}, s1[1] = {1}, p1[1] = {5}, o1[1] = {0};
+            int32_t t2[2] = {11, 64}, s2[2] = {0, 2}, p2[2] = {13, 11}, o2[2] = {0, 1};
+            lop_batch d1 = {1, t1, s1, p1, 1, o1}, d2 = {2, t2, s2, p2, 2, o2};
+            OK(lop_engine_forward(cpu, &d1, lc));
+            OK(lop_engine_forward(gpu, &d1, lg));
+            CHECK_ERR("decode step logits, 1 token", lg, lc, V, 2 * tol);
+            OK(lop_engine_forward(cpu, &d2, lc));
+            OK(lop_engine_forward(gpu, &d2, lg));
+            CHECK_ERR("decode step logits, 2 tokens", lg, lc, 2 * V, 2 * tol);
             free(lc), free(lg), free(lh);
             lop_engine_free(cpu);
             lop_engine_free(gpu);
