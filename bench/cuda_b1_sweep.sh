@@ -13,10 +13,12 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, and the rolling reloads not yet measured (roll, rollacc)
+# family that lost and is still in the code, and two not yet measured: the rolling reloads (roll,
+# rollacc) and the short-context decode attention (ashort)
 default_sweep="base=;\
 roll=LOP_CUDA_GEMV=5;\
 rollacc=LOP_CUDA_GEMV_ACC=5;\
+ashort=LOP_CUDA_ATTN_SHORT=1;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 acc0=LOP_CUDA_GEMV_ACC=0;\
