@@ -230,10 +230,8 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
                 if (pair) load8<T>(gg[u], wh);
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
-                    uint4 xv = XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
-                                  : __ldg(reinterpret_cast<const uint4 *>(X + (int64_t)b * ldx) + c);
                     float xf[8];
-                    load8<T>(xv, xf);
+                    load8<T>(x_at(b, c), xf);
 #pragma unroll
                     for (int e = 0; e < 8; e++) {
                         acc0[b] = fmaf(wf[e], xf[e], acc0[b]);
@@ -292,7 +290,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 #pragma unroll
         for (int b = 0; b < NB; b++) {
             acc0[b] = warp_sum(acc0[b]);
-            if (MODE == GEMV_SWIGLU || MODE == GEMV_ROPE) acc1[b] = warp_sum(acc1[b]);
+            if (PAIRS) acc1[b] = warp_sum(acc1[b]);
         }
 #pragma unroll
         for (int b = 0; b < NB; b++) {
