@@ -5,7 +5,7 @@
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files). One call
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep timeline hf demo
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep iso timeline hf demo
 #   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost,
 #   bench/tools/stream_shapes.cu, how fast 7B's matrix shapes stream under four access patterns, then
 #   bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 5 minutes)
@@ -61,6 +61,8 @@ if has build; then
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
+    nvcc -O3 -std=c++17 -DLOP_HAVE_CUDA -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 bench/tools/gemv_iso.cu \
+        "$BUILD/liblop.a" -lcublasLt -lcublas $DEP_LIBS -lm -o "$BUILD/gemv_iso" || exit 1
     stamp "build done"
 fi
 
@@ -141,6 +143,19 @@ if has b1sweep; then
     timeout 150 "$BUILD/stream_shapes" | tee "$OUT/stream-shapes.txt"; echo "stream_shapes exit ${PIPESTATUS[0]}"
     timeout 400 bench/cuda_b1_sweep.sh "$OUT/b1-sweep.csv" "$BUILD"; echo "b1sweep exit $?"
     stamp "batch-1 sweep done"
+fi
+
+if has iso; then # lop's own GEMV launches alone (bench/tools/gemv_iso.cu), once per ISO_SWEEP="name=VARS;..." setting,
+    # beside stream_shapes' probes of the same shapes; ISO_CASES="o,qkv_rope_xn,..." picks cases (default all)
+    stamp "GEMV in isolation"
+    timeout 100 "$BUILD/stream_shapes" > "$OUT/stream-shapes.txt"; echo "stream_shapes exit $?"
+    grep -E "_(warpmma_pipe8|warpnc|linear)_us" "$OUT/stream-shapes.txt"
+    IFS=';' read -r -a iso_sweep <<< "${ISO_SWEEP:-base=}"
+    for entry in "${iso_sweep[@]}"; do
+        echo "# ${entry%%=*}: ${entry#*=}"
+        env ${entry#*=} timeout 90 "$BUILD/gemv_iso" ${ISO_CASES:-} | sed "s/^iso_/iso_${entry%%=*}_/"
+    done | tee "$OUT/gemv-iso.txt"
+    stamp "GEMV in isolation done"
 fi
 
 if has timeline; then # TL_SWEEP="name=VARS;..." (default: the defaults alone), on a `make TIMELINE=1` build
