@@ -89,6 +89,10 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/liblop.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -Itests -o $@ $< $(TEST_SUPPORT) $(BUILD)/liblop.a $(LDLIBS) -lcmocka
 
+# lop's own GEMV launches timed alone (bench/tools/gemv_iso.cu; GPU machine: scripts/gpu_check.sh iso)
+$(BUILD)/gemv_iso: $(BUILD)/bench/tools/gemv_iso.cu.o $(BUILD)/liblop.a
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@scripts/run_tests.sh $(BUILD)

@@ -61,8 +61,7 @@ if has build; then
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
-    nvcc -O3 -std=c++17 -DLOP_HAVE_CUDA -Iinclude -Isrc -gencode arch=compute_90,code=sm_90 bench/tools/gemv_iso.cu \
-        "$BUILD/liblop.a" -lcublasLt -lcublas $DEP_LIBS -lm -o "$BUILD/gemv_iso" || exit 1
+    make -s BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" "$BUILD/gemv_iso" || exit 1
     stamp "build done"
 fi
 

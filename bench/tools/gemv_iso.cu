@@ -15,8 +15,7 @@
  * b1 sweep), so scripts/gpu_check.sh runs this once per setting. Prints "iso_<case>_us" and
  * "iso_<case>_GBps" (weight bytes / time). Weights are random fp16 in [-1/64, 1/64); no result is
  * checked here (test_cuda checks these kernels against the CPU).
- * Build: nvcc -O3 -std=c++17 -DLOP_HAVE_CUDA -Iinclude -Isrc -gencode arch=compute_90,code=sm_90
- *        bench/tools/gemv_iso.cu build/liblop.a (+ its libraries), by scripts/gpu_check.sh build. */
+ * Build: make build/gemv_iso (nvcc, then linked with liblop.a like the CLI), by scripts/gpu_check.sh build. */
 #include <cuda_fp16.h>
 #include <stdio.h>
 #include <stdlib.h>
