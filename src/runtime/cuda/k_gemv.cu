@@ -11,7 +11,8 @@
  * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
  * cache. With programmatic dependent launch (opt-in, LOP_CUDA_PDL=1: it measured slower, see
  * bench/cuda/NOTES.md) the first prefetch is issued before waiting for the previous kernel.
- * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for o and down alone, default 2):
+ * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for the single-row products o, down
+ * and the LM head alone, default 2):
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
@@ -44,6 +45,7 @@ typedef struct k_gemv_phase {
     k_rope_args ra;
     k_xnorm_args xn;
     int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
+    int pf_next;  /* prefetch the head of a warp's next item while it works on the current one */
 } k_gemv_phase;
 
 #define GEMV_WARPS 4
@@ -51,50 +53,55 @@ typedef struct k_gemv_phase {
 #define XNORM_MAX_NB 4
 
 /* XN prologue: xs[b][0..ldx) = T(w * (x[b] * rstd(x[b]))), pad zeroed (dim % 8 == 0); every thread.
- * The residual stream x, written by the previous kernel, is read through L2 (ld.global.cg). */
+ * x, the residual stream the previous kernel wrote, is read-only here. Each pass issues XN_ILP float4
+ * loads per thread before it uses them, so the prologue waits on L2 about dim / (512 XN_ILP) times a
+ * pass rather than once per load (bench/cuda/NOTES.md, 22: with one load in flight per thread the
+ * prologue cost each of q/k/v and gate/up ~3.3 us at 7B batch 1); XN_ILP keeps the prologue's
+ * registers under the main loop's. Every value is the same expression as k_rmsnorm's. */
+#define XN_ILP 4
 template <typename T, int NB>
 __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, int ldx) {
     __shared__ float s_ss[GEMV_WARPS][NB];
-    __shared__ float s_inv[NB];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = xn.dim >> 2;
-    float ss[NB];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = xn.dim >> 2, nt = blockDim.x;
+    const float4 *wr = reinterpret_cast<const float4 *>(xn.w);
 #pragma unroll
     for (int b = 0; b < NB; b++) {
         const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim);
         float a = 0.f;
-        for (int d = threadIdx.x; d < n4; d += blockDim.x) {
-            float4 v = __ldcg(xr + d);
-            a += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-        }
-        ss[b] = warp_sum(a);
-    }
-    if (lane == 0)
+        for (int d0 = threadIdx.x; d0 < n4; d0 += XN_ILP * nt) {
+            float4 v[XN_ILP];
 #pragma unroll
-        for (int b = 0; b < NB; b++) s_ss[warp][b] = ss[b];
+            for (int k = 0; k < XN_ILP; k++)
+                if (d0 + k * nt < n4) v[k] = __ldg(xr + d0 + k * nt);
+#pragma unroll
+            for (int k = 0; k < XN_ILP; k++)
+                if (d0 + k * nt < n4) a += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+        }
+        a = warp_sum(a);
+        if (lane == 0) s_ss[warp][b] = a;
+    }
     __syncthreads();
-    if (threadIdx.x < NB) {
+#pragma unroll
+    for (int b = 0; b < NB; b++) {
         double t = 0;
-        for (int k = 0; k < GEMV_WARPS; k++) t += s_ss[k][threadIdx.x];
-        s_inv[threadIdx.x] = 1.0f / sqrtf((float)(t / xn.dim) + xn.eps);
-    }
-    __syncthreads();
-    const int n8 = ldx >> 3;
-    for (int i = threadIdx.x; i < NB * n8; i += blockDim.x) {
-        const int b = i / n8, c = i - b * n8;
-        uint4 o = make_uint4(0, 0, 0, 0);
-        if (c * 8 < xn.dim) {
-            const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim + c * 8);
-            const float4 *wr = reinterpret_cast<const float4 *>(xn.w + c * 8);
-            float4 x0 = __ldcg(xr), x1 = __ldcg(xr + 1), g0 = __ldg(wr), g1 = __ldg(wr + 1);
-            const float inv = s_inv[b];
-            float v[8] = {g0.x * (x0.x * inv), g0.y * (x0.y * inv), g0.z * (x0.z * inv), g0.w * (x0.w * inv),
-                          g1.x * (x1.x * inv), g1.y * (x1.y * inv), g1.z * (x1.z * inv), g1.w * (x1.w * inv)};
-            T t[8];
+        for (int k = 0; k < GEMV_WARPS; k++) t += s_ss[k][b];
+        const float inv = 1.0f / sqrtf((float)(t / xn.dim) + xn.eps);
+        const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim);
+        uint2 *o = reinterpret_cast<uint2 *>(xs + (int64_t)b * ldx);
+        for (int d0 = threadIdx.x; d0 < n4; d0 += XN_ILP * nt) {
+            float4 x[XN_ILP], g[XN_ILP];
 #pragma unroll
-            for (int e = 0; e < 8; e++) t[e] = elt<T>::from_f(v[e]);
-            o = *reinterpret_cast<uint4 *>(t);
+            for (int k = 0; k < XN_ILP; k++)
+                if (d0 + k * nt < n4) x[k] = __ldg(xr + d0 + k * nt), g[k] = __ldg(wr + d0 + k * nt);
+#pragma unroll
+            for (int k = 0; k < XN_ILP; k++)
+                if (d0 + k * nt < n4) {
+                    T t4[4] = {elt<T>::from_f(g[k].x * (x[k].x * inv)), elt<T>::from_f(g[k].y * (x[k].y * inv)),
+                               elt<T>::from_f(g[k].z * (x[k].z * inv)), elt<T>::from_f(g[k].w * (x[k].w * inv))};
+                    o[d0 + k * nt] = *reinterpret_cast<uint2 *>(t4);
+                }
         }
-        reinterpret_cast<uint4 *>(xs)[i] = o;
+        for (int i = (xn.dim >> 2) + threadIdx.x; i < (ldx >> 2); i += nt) o[i] = make_uint2(0, 0); /* the row pad */
     }
     __syncthreads();
 }
@@ -182,7 +189,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
     T *H = (T *)a.H;
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
-        if (item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
+        if (a.pf_next && item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
         if (it.zero_pad) {
             if (lane < NB) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
             continue;
@@ -413,6 +420,13 @@ static int gemv_prefetch_lines(void) {
     return lines;
 }
 
+/* LOP_CUDA_GEMV_NEXTPF=0: no prefetch of a warp's next item (bench/cuda/NOTES.md, 22) */
+static int gemv_next_prefetch(void) {
+    static int on = -1;
+    if (on < 0) on = env_switch("LOP_CUDA_GEMV_NEXTPF", 1, 0, 1);
+    return on;
+}
+
 /* A resident grid of W warps over I items takes r = ceil(I / W) rounds; this shrinks it to
  * ceil(I / r) warps, so every warp takes r items (or r - 1 for the last few) instead of some r and
  * many r - 1: at 7B batch 1 the q/k/v product's v-paired items then fall exactly two to a warp
@@ -465,7 +479,7 @@ static int gemv_mma(void) {
     return on;
 }
 
-/* LOP_CUDA_GEMV_ACC=v: the loop variant of the residual products (o, down) alone, default 2 (4 loads
+/* LOP_CUDA_GEMV_ACC=v: the loop variant of the single-row products (o, down, the LM head) alone, default 2 (4 loads
  * double-buffered) with the tensor cores, LOP_CUDA_GEMV's without. They hold 40 registers in the
  * plain loop (12 blocks per SM, 6336 warps for 4096 rows at 7B). With the FMA loop more loads in
  * flight did not pay (bench/cuda/NOTES.md, 16: 7B batch 1 235.6 tok/s plain, 228.4 with 8 loads,
@@ -479,7 +493,7 @@ static int gemv_acc_variant(void) {
 
 template <typename T, int MODE, int XN>
 static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
-    const int v = nb > 2 ? 0 : MODE == GEMV_ACC ? gemv_acc_variant() : lop_cuda_gemv_variant();
+    const int v = nb > 2 ? 0 : MODE == GEMV_ACC || MODE == GEMV_STORE ? gemv_acc_variant() : lop_cuda_gemv_variant();
     const int mm = nb <= 2 && (gemv_mma() == 1 || (gemv_mma() == 2 && MODE != GEMV_SWIGLU && MODE != GEMV_ROPE));
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
@@ -513,7 +527,7 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.X = X, a.ldx = ldx, a.Y = Y, a.ldy = ldy, a.bias = bias;
-    a.H = H, a.ldh = ldh, a.pf_lines = gemv_prefetch_lines();
+    a.H = H, a.ldh = ldh, a.pf_lines = gemv_prefetch_lines(), a.pf_next = gemv_next_prefetch();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(a, nb, s);
@@ -538,7 +552,7 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
-    a.pf_lines = gemv_prefetch_lines();
+    a.pf_lines = gemv_prefetch_lines(), a.pf_next = gemv_next_prefetch();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
