@@ -13,12 +13,10 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, and two not yet measured: the rolling reloads (roll,
-# rollacc) and the short-context decode attention (ashort)
+# family that lost and is still in the code, and the first prefetch at 4 and 8 KB a warp (22)
 default_sweep="base=;\
-roll=LOP_CUDA_GEMV=5;\
-rollacc=LOP_CUDA_GEMV_ACC=5;\
-ashort=LOP_CUDA_ATTN_SHORT=1;\
+pf4=LOP_CUDA_PREFETCH_KB=4;\
+pf8=LOP_CUDA_PREFETCH_KB=8;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 acc0=LOP_CUDA_GEMV_ACC=0;\

@@ -5,8 +5,7 @@
  * flight (8 warps where the context is split over blocks), chunks combined by the last block of each group to finish (split-K over the KV length for
  * long contexts; the grid is fixed by max_seq so a captured CUDA graph stays valid as the context
  * grows, and each token's blocks use as many chunks as its context fills with >= 256 keys; no
- * second kernel launch; LOP_CUDA_ATTN_SHORT=1, opt-in: a chunk of up to 32 keys per warp in one round
- * of loads, attn_decode_short). Prefill has many
+ * second kernel launch). Prefill has many
  * queries per sequence, so K/V tiles are staged once in shared memory and reused by a tile of 32
  * queries (flash-attention style online softmax, scores never leave the SM); this is the general
  * path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
@@ -27,87 +26,7 @@
 LOP_TL_TU(attention)
 
 /* ---- decode ------------------------------------------------------------------------------ */
-/* attn_decode_kernel's SHORT path over keys kb..ke-1 (ke - kb <= 32 * DEC_WARPS, hd % 8 == 0): warp w
- * takes keys kb + w * per .. + per - 1 (per = ceil(keys / DEC_WARPS)), lane j of it key kb + w * per + j
- * for the scores, then every lane its dims 2p, 2p + 1 (p = lane + 32 j) of the V rows, as the loop.
- * Out: this warp's running max m[h] and sum l[h] (the same in every lane) and acc[h][j], unnormalised. */
-template <int NP, int DEC_WARPS>
-__device__ __forceinline__ void attn_decode_short(const float2 (&qv)[DEC_GMAX][NP], const __half *Kb, const __half *Vb,
-                                                  int kb, int ke, int hd, int ng, float (&m)[DEC_GMAX],
-                                                  float (&l)[DEC_GMAX], float2 (&acc)[DEC_GMAX][NP]) {
-    __shared__ __align__(16) float s_q[DEC_GMAX][64 * NP];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int per = (ke - kb + DEC_WARPS - 1) / DEC_WARPS, k_w = kb + warp * per;
-    const int n_w = max(0, min(per, ke - k_w)), n8 = hd >> 3;
-    /* the loads first: this lane's K row and the V rows of the warp's first 8 keys */
-    uint4 kr[8 * NP];
-    const bool mine = lane < n_w;
-#pragma unroll
-    for (int c = 0; c < 8 * NP; c++)
-        kr[c] = mine && c < n8 ? *reinterpret_cast<const uint4 *>(Kb + (int64_t)(k_w + lane) * hd + 8 * c) : make_uint4(0, 0, 0, 0);
-    float2 vr[8][NP];
-    auto load_v = [&](int t0) {
-#pragma unroll
-        for (int t = 0; t < 8; t++)
-#pragma unroll
-            for (int j = 0; j < NP; j++) {
-                const int p = lane + 32 * j;
-                vr[t][j] = t0 + t < n_w && 2 * p < hd
-                               ? __half22float2(*reinterpret_cast<const __half2 *>(Vb + (int64_t)(k_w + t0 + t) * hd + 2 * p))
-                               : make_float2(0.f, 0.f);
-            }
-    };
-    load_v(0);
-    /* q (scaled, in qv) to shared memory: every lane needs all of it for its own key */
-#pragma unroll
-    for (int h = 0; h < DEC_GMAX; h++)
-#pragma unroll
-        for (int j = 0; j < NP; j++) {
-            const int p = lane + 32 * j;
-            if (warp == 0 && h < ng && 2 * p < hd) s_q[h][2 * p] = qv[h][j].x, s_q[h][2 * p + 1] = qv[h][j].y;
-        }
-    __syncthreads();
-    float pr[DEC_GMAX];
-#pragma unroll
-    for (int h = 0; h < DEC_GMAX; h++) {
-        if (h >= ng) break;
-        float sc = 0.f;
-#pragma unroll
-        for (int c = 0; c < 8 * NP; c++) {
-            if (c >= n8) break;
-            const __half2 *k2 = reinterpret_cast<const __half2 *>(&kr[c]);
-            const float4 q0 = *reinterpret_cast<const float4 *>(&s_q[h][8 * c]);
-            const float4 q1 = *reinterpret_cast<const float4 *>(&s_q[h][8 * c + 4]);
-            const float2 a = __half22float2(k2[0]), b = __half22float2(k2[1]), e = __half22float2(k2[2]),
-                         f = __half22float2(k2[3]);
-            sc += q0.x * a.x + q0.y * a.y + q0.z * b.x + q0.w * b.y + q1.x * e.x + q1.y * e.y + q1.z * f.x + q1.w * f.y;
-        }
-        const float mx = warp_max(mine ? sc : -INFINITY);
-        pr[h] = mine ? expf(sc - mx) : 0.f;
-        m[h] = mx;
-        l[h] = warp_sum(pr[h]);
-    }
-    for (int t0 = 0; t0 < n_w; t0 += 8) {
-        if (t0) load_v(t0);
-#pragma unroll
-        for (int t = 0; t < 8; t++) {
-#pragma unroll
-            for (int h = 0; h < DEC_GMAX; h++) {
-                if (h >= ng) break;
-                const float pt = __shfl_sync(0xffffffffu, pr[h], t0 + t); /* 0 past the warp's keys */
-#pragma unroll
-                for (int j = 0; j < NP; j++) acc[h][j].x += pt * vr[t][j].x, acc[h][j].y += pt * vr[t][j].y;
-            }
-        }
-    }
-}
-
-/* SHORT (LOP_CUDA_ATTN_SHORT=1, opt-in, not yet measured): a context of at most 32 keys per warp that
- * one block covers is read in a single round of loads — each lane a whole K row (its dot products need
- * no shuffles), the V rows of the warp's first 8 keys at the same time — instead of passes of 4 keys
- * per warp, each a load round trip, a shuffle reduction and an exp per key (bench/cuda/NOTES.md,
- * What to try next). The block's (m, l, acc) come out as the loop's do, so the combine is shared. */
-template <typename T, int NP, int DEC_WARPS, int SHORT> /* DEC_WARPS: warps per block, 4 or 8 */
+template <typename T, int NP, int DEC_WARPS> /* DEC_WARPS: warps per block, 4 or 8 */
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
@@ -162,14 +81,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         for (int j = 0; j < NP; j++) acc[h][j] = make_float2(0.f, 0.f);
     }
 
-    bool done = false;
-    if constexpr (SHORT) {
-        if (ke - kb <= DEC_WARPS * 32) {
-            attn_decode_short<NP, DEC_WARPS>(qv, Kb, Vb, kb, ke, hd, ng, m, l, acc);
-            done = true;
-        }
-    }
-    for (int k0 = kb + warp * DEC_U; !done && k0 < ke; k0 += DEC_WARPS * DEC_U) {
+    for (int k0 = kb + warp * DEC_U; k0 < ke; k0 += DEC_WARPS * DEC_U) {
         float2 kr[DEC_U][NP], vr[DEC_U][NP];
 #pragma unroll
         for (int u = 0; u < DEC_U; u++)
@@ -284,14 +196,6 @@ static int dec_min_keys(void) {
     return k;
 }
 
-/* LOP_CUDA_ATTN_SHORT=1: attn_decode_kernel's SHORT path where the context is split over blocks (few
- * tokens) and head_dim is a multiple of 8 (opt-in until measured) */
-static int dec_short(void) {
-    static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_ATTN_SHORT") && atoi(getenv("LOP_CUDA_ATTN_SHORT")) == 1;
-    return on;
-}
-
 /* warps per decode block where the context is split: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before) */
 static int dec_warps(void) {
     static int w = -1;
@@ -318,21 +222,17 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
     /* 8 warps only where the context is split over blocks (few tokens): with one block per (token,
      * group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with 4, 18,314
      * with 8; bench/cuda/NOTES.md 20) */
-    const int nw = nsplit > 1 ? dec_warps() : 4, sh = nsplit > 1 && hd % 8 == 0 && dec_short();
+    const int nw = nsplit > 1 ? dec_warps() : 4;
     dim3 grid(n, nkv * n_gc, nsplit), block(nw * 32);
     int np = (hd + 63) / 64;
-#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
-#define DEC_NP(NP)                                                                                                  \
-    (nw == 4 ? (sh ? launch_k(attn_decode_kernel<T, NP, 4, 1>, DEC_ARGS) : launch_k(attn_decode_kernel<T, NP, 4, 0>, DEC_ARGS)) \
-             : (sh ? launch_k(attn_decode_kernel<T, NP, 8, 1>, DEC_ARGS) : launch_k(attn_decode_kernel<T, NP, 8, 0>, DEC_ARGS)))
     switch (np) {
-    case 1: DEC_NP(1); break;
-    case 2: DEC_NP(2); break;
-    case 3: DEC_NP(3); break;
-    default: DEC_NP(4); break;
-    }
-#undef DEC_NP
+#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
+    case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;
+    case 2: nw == 4 ? launch_k(attn_decode_kernel<T, 2, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 2, 8>, DEC_ARGS); break;
+    case 3: nw == 4 ? launch_k(attn_decode_kernel<T, 3, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 3, 8>, DEC_ARGS); break;
+    default: nw == 4 ? launch_k(attn_decode_kernel<T, 4, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 4, 8>, DEC_ARGS); break;
 #undef DEC_ARGS
+    }
 }
 
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,

@@ -4,21 +4,20 @@
  * epilogues that need a pair: SwiGLU's gate row j and up row f+j, RoPE's rows j and j+hd/2 of a
  * head); its warp reads it with 16-byte loads, four loads in flight per lane, and keeps the 1..8
  * token dot products in registers; X (a few KB) comes through L1. The grid is what the device holds
- * at once and each warp loops over items (LOP_CUDA_GEMV_GRID=0: one item per warp, in waves),
- * prefetching the head of its next row into L2 while it works on the current one. Rows are zero-padded to a multiple of 8
- * elements at upload, so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte
- * aligned. Epilogues fuse what follows the product at small batch: residual add (+bias) into the
- * fp32 stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V
- * cache. With programmatic dependent launch (opt-in, LOP_CUDA_PDL=1: it measured slower, see
- * bench/cuda/NOTES.md) the first prefetch is issued before waiting for the previous kernel.
+ * at once and each warp loops over items (LOP_CUDA_GEMV_GRID=0: one item per warp, in waves); only
+ * its first item's head is prefetched into L2 (prefetching each next item's cost 0.5-2 us a product at
+ * 7B batch 1: bench/cuda/NOTES.md, 22). Rows are zero-padded to a multiple of 8 elements at upload,
+ * so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte aligned. Epilogues
+ * fuse what follows the product at small batch: residual add (+bias) into the fp32 stream; SwiGLU
+ * (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache. With
+ * programmatic dependent launch (opt-in, LOP_CUDA_PDL=1: it measured slower, see bench/cuda/NOTES.md)
+ * the first prefetch is issued before waiting for the previous kernel.
  * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for the single-row products o, down
  * and the LM head alone, default 2):
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
- * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in); 5 = 4, each chunk's registers reloaded
- * with the next round's chunk as soon as it is consumed (rolling reloads, not yet measured: NOTES,
- * What to try next). At 1-2 tokens the dot products
+ * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in). At 1-2 tokens the dot products
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
@@ -45,7 +44,6 @@ typedef struct k_gemv_phase {
     k_rope_args ra;
     k_xnorm_args xn;
     int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
-    int pf_next;  /* prefetch the head of a warp's next item while it works on the current one */
 } k_gemv_phase;
 
 #define GEMV_WARPS 4
@@ -149,9 +147,8 @@ __device__ __forceinline__ gemv_item gemv_item_at(int item, int rows, const k_ro
     return it;
 }
 /* the first `lines` 128-byte lines of the item's row(s) on their way to L2 (weights never depend on
- * earlier kernels); 16 lines (2 KB) for the next item of a loop */
-__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane,
-                                              int lines = 16) {
+ * earlier kernels) */
+__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane, int lines) {
     if (it.zero_pad) return;
     const int row_lines = (ldw * esz + 127) >> 7, n = lines < row_lines ? lines : row_lines;
     const char *w0 = (const char *)W + (int64_t)it.r0 * ldw * esz, *w1 = (const char *)W + (int64_t)it.r1 * ldw * esz;
@@ -189,7 +186,6 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
     T *H = (T *)a.H;
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
-        if (a.pf_next && item + stride < n_items) prefetch_rows(W, ldw, sizeof(T), gemv_item_at<MODE>(item + stride, rows, ra), lane);
         if (it.zero_pad) {
             if (lane < NB) H[(int64_t)lane * a.ldh + item] = elt<T>::from_f(0.0f);
             continue;
@@ -251,27 +247,7 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 #pragma unroll
             for (int u = 0; u < U; u++) consume_one(aa, gg, u, c0);
         };
-        if (PIPE == 2) {
-            /* rolling reloads: chunk u of the next round goes into wa[u] as soon as chunk u of this
-             * round is consumed, so U - 1 loads stay in flight through the arithmetic without a
-             * second set of registers (ptxas may still rename them: bench/cuda/NOTES.md, What to
-             * try next) */
-            load(lane);
-            for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
-                const int more = c0 - lane_off + 32 * U < nchunk;
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    consume_one(wa, wg, u, c0);
-                    if (more) {
-                        /* the reload's address made to depend on the sums just updated, so that ptxas
-                         * cannot issue it early into other registers */
-                        int c = c0 + 32 * U + 32 * u;
-                        asm volatile("" : "+r"(c) : "f"(MM ? d[NB - 1][0] : acc0[NB - 1]));
-                        load_one(u, c);
-                    }
-                }
-            }
-        } else if (PIPE) {
+        if (PIPE) {
             load(lane);
             for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
                 uint4 ca[U], cg[U];
@@ -420,13 +396,6 @@ static int gemv_prefetch_lines(void) {
     return lines;
 }
 
-/* LOP_CUDA_GEMV_NEXTPF=0: no prefetch of a warp's next item (bench/cuda/NOTES.md, 22) */
-static int gemv_next_prefetch(void) {
-    static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_GEMV_NEXTPF", 1, 0, 1);
-    return on;
-}
-
 /* A resident grid of W warps over I items takes r = ceil(I / W) rounds; this shrinks it to
  * ceil(I / r) warps, so every warp takes r items (or r - 1 for the last few) instead of some r and
  * many r - 1: at 7B batch 1 the q/k/v product's v-paired items then fall exactly two to a warp
@@ -487,7 +456,7 @@ static int gemv_mma(void) {
  * plain, the defaults of before 235.5) */
 static int gemv_acc_variant(void) {
     static int v = -1;
-    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 5);
+    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 4);
     return v;
 }
 
@@ -504,7 +473,6 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
         else if (v == 4) GO(N, 2, 1);                                                              \
-        else if (v == 5) GO(N, 4, 2);                                                              \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
@@ -527,7 +495,7 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.X = X, a.ldx = ldx, a.Y = Y, a.ldy = ldy, a.bias = bias;
-    a.H = H, a.ldh = ldh, a.pf_lines = gemv_prefetch_lines(), a.pf_next = gemv_next_prefetch();
+    a.H = H, a.ldh = ldh, a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_STORE) launch_mode<T, GEMV_STORE, 0>(a, nb, s);
@@ -552,7 +520,7 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
     a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
-    a.pf_lines = gemv_prefetch_lines(), a.pf_next = gemv_next_prefetch();
+    a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
