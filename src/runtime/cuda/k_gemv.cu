@@ -43,7 +43,7 @@ typedef struct k_gemv_phase {
     int ldh;
     k_rope_args ra;
     k_xnorm_args xn;
-    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait; 0: 16 */
+    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait (0: none) */
 } k_gemv_phase;
 
 #define GEMV_WARPS 4
@@ -157,11 +157,11 @@ __device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, c
         if (it.pair) prefetch_l2(w1 + l * 128);
     }
 }
-/* the first item's rows, a.pf_lines of them (0: 16), issued before the wait for the previous kernel */
+/* the first item's rows, a.pf_lines of them, issued before the wait for the previous kernel */
 template <int MODE>
 __device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, int item, int lane) {
-    if (item < gemv_n_items<MODE>(a.rows, a.ra))
-        prefetch_rows(a.W, a.ldw, esz, gemv_item_at<MODE>(item, a.rows, a.ra), lane, a.pf_lines > 0 ? a.pf_lines : 16);
+    if (a.pf_lines > 0 && item < gemv_n_items<MODE>(a.rows, a.ra))
+        prefetch_rows(a.W, a.ldw, esz, gemv_item_at<MODE>(item, a.rows, a.ra), lane, a.pf_lines);
 }
 
 /* The work items item, item + stride, ... of one product. XS: X is the block's copy in shared memory
@@ -392,7 +392,7 @@ static int gemv_occupancy_pct(void) {
  * waits for the previous kernel (default 2; worth more only with PDL, when that wait is long) */
 static int gemv_prefetch_lines(void) {
     static int lines = -1;
-    if (lines < 0) lines = 8 * env_switch("LOP_CUDA_PREFETCH_KB", 2, 1, 64);
+    if (lines < 0) lines = 8 * env_switch("LOP_CUDA_PREFETCH_KB", 2, 0, 64);
     return lines;
 }
 
