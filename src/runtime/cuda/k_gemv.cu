@@ -4,14 +4,15 @@
  * epilogues that need a pair: SwiGLU's gate row j and up row f+j, RoPE's rows j and j+hd/2 of a
  * head); its warp reads it with 16-byte loads, four loads in flight per lane, and keeps the 1..8
  * token dot products in registers; X (a few KB) comes through L1. The grid is what the device holds
- * at once and each warp loops over items (LOP_CUDA_GEMV_GRID=0: one item per warp, in waves); only
- * its first item's head is prefetched into L2 (prefetching each next item's cost 0.5-2 us a product at
- * 7B batch 1: bench/cuda/NOTES.md, 22). Rows are zero-padded to a multiple of 8 elements at upload,
- * so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte aligned. Epilogues
- * fuse what follows the product at small batch: residual add (+bias) into the fp32 stream; SwiGLU
- * (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache. With
- * programmatic dependent launch (opt-in, LOP_CUDA_PDL=1: it measured slower, see bench/cuda/NOTES.md)
- * the first prefetch is issued before waiting for the previous kernel.
+ * at once and each warp loops over items (LOP_CUDA_GEMV_GRID=0: one item per warp, in waves). Nothing
+ * is prefetched into L2 by default: prefetching each warp's next item, or its first item's head,
+ * cost 0.5-2 us a product at 7B batch 1 (bench/cuda/NOTES.md, 22; LOP_CUDA_PREFETCH_KB sets the
+ * second, issued before the wait of a PDL launch). Rows are zero-padded to a multiple of 8 elements
+ * at upload, so any width (e.g. 7155) has no scalar tail, and every row starts 16-byte aligned.
+ * Epilogues fuse what follows the product at small batch: residual add (+bias) into the fp32
+ * stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache.
+ * Programmatic dependent launch is opt-in (LOP_CUDA_PDL=1: it measured slower, see
+ * bench/cuda/NOTES.md).
  * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for the single-row products o, down
  * and the LM head alone, default 2):
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
@@ -389,10 +390,12 @@ static int gemv_occupancy_pct(void) {
 }
 
 /* LOP_CUDA_PREFETCH_KB: how much of each warp's first row(s) a GEMV puts on its way to L2 before it
- * waits for the previous kernel (default 2; worth more only with PDL, when that wait is long) */
+ * waits for the previous kernel. Default 0: at 7B batch 1 on the H200 every amount cost (2 KB 246.7
+ * tok/s, 1 KB 249.7, none 249.8, 4 KB 240.5, 8 KB 232.6: bench/cuda/NOTES.md, 22); it may pay with
+ * PDL, when that wait is long */
 static int gemv_prefetch_lines(void) {
     static int lines = -1;
-    if (lines < 0) lines = 8 * env_switch("LOP_CUDA_PREFETCH_KB", 2, 0, 64);
+    if (lines < 0) lines = 8 * env_switch("LOP_CUDA_PREFETCH_KB", 0, 0, 64);
     return lines;
 }
 
