@@ -13,7 +13,8 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, and the first prefetch at 1 and 2 KB a warp (22: the default since is none)
+# family that lost and is still in the code, and the first prefetch at 1 and 2 KB a warp (22: none
+# is the default since)
 default_sweep="base=;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 pf1=LOP_CUDA_PREFETCH_KB=1;\
