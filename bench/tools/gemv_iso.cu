@@ -25,7 +25,14 @@
 
 #include "runtime/cuda/kernels.cuh"
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#define CK(x)                                                                                       \
+    do {                                                                                            \
+        cudaError_t e = (x);                                                                        \
+        if (e != cudaSuccess) {                                                                     \
+            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                                 \
+            exit(1);                                                                                \
+        }                                                                                           \
+    } while (0)
 
 enum { LAYERS = 16, REPS = 5, DIM = 4096, FFN = 11008, NH = 32, HD = 128, MAX_SEQ = 256, VOCAB = 32000 };
 

@@ -149,7 +149,8 @@ __device__ __forceinline__ gemv_item gemv_item_at(int item, int rows, const k_ro
 }
 /* the first `lines` 128-byte lines of the item's row(s) on their way to L2 (weights never depend on
  * earlier kernels) */
-__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane, int lines) {
+__device__ __forceinline__ void prefetch_rows(const void *W, int ldw, int esz, const gemv_item &it, int lane,
+                                              int lines) {
     if (it.zero_pad) return;
     const int row_lines = (ldw * esz + 127) >> 7, n = lines < row_lines ? lines : row_lines;
     const char *w0 = (const char *)W + (int64_t)it.r0 * ldw * esz, *w1 = (const char *)W + (int64_t)it.r1 * ldw * esz;
@@ -451,9 +452,10 @@ static int gemv_mma(void) {
     return on;
 }
 
-/* LOP_CUDA_GEMV_ACC=v: the loop variant of the single-row products (o, down, the LM head) alone, default 2 (4 loads
- * double-buffered) with the tensor cores, LOP_CUDA_GEMV's without. They hold 40 registers in the
- * plain loop (12 blocks per SM, 6336 warps for 4096 rows at 7B). With the FMA loop more loads in
+/* LOP_CUDA_GEMV_ACC=v: the loop variant of the single-row products (o, down, the LM head) alone,
+ * default 2 (4 loads double-buffered) with the tensor cores, LOP_CUDA_GEMV's without. o and down
+ * hold 40 registers in the plain loop (12 blocks per SM, 6336 warps for 4096 rows at 7B); the LM
+ * head joined them in bench/cuda/NOTES.md, 22 (67.9 -> 64.0 us alone at 7B). With the FMA loop more loads in
  * flight did not pay (bench/cuda/NOTES.md, 16: 7B batch 1 235.6 tok/s plain, 228.4 with 8 loads,
  * 234.6 double-buffered); with mma the double-buffered loop is what gains (19: 241.8 against 232.2
  * plain, the defaults of before 235.5) */
