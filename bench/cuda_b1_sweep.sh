@@ -13,11 +13,14 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, and the first prefetch at 1 and 2 KB a warp (22: none
-# is the default since)
+# family that lost and is still in the code, the first prefetch at 2 KB a warp (22: none is the
+# default since), and, not yet measured, the next item's first round issued before the current
+# item's epilogue (XI: xi in the pair products, xiacc5 / xiacc6 in the single-row ones)
 default_sweep="base=;\
+xi=LOP_CUDA_GEMV=5;\
+xiacc5=LOP_CUDA_GEMV_ACC=5;\
+xiacc6=LOP_CUDA_GEMV_ACC=6;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
-pf1=LOP_CUDA_PREFETCH_KB=1;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 acc0=LOP_CUDA_GEMV_ACC=0;\

@@ -190,6 +190,8 @@ static void test_linear(void **st) {
         check_linear(3, 130, 7155, dt, 1, 0);
         check_linear(8, 33, 200, dt, 1, 0);
         check_linear(2, 7155, 64, dt, 1, 0);
+        check_linear(1, 20000, 256, dt, 1, 0); /* several rows per warp at 1 token */
+        check_linear(1, 12000, 512, dt, 1, 1);
         check_linear(1, 96, 11008, dt, 1, 1);
         check_linear(7, 40, 7155, dt, 1, 1);
         check_linear(1, 2 * 7155, 128, dt, 1, 2);
@@ -597,6 +599,47 @@ static void test_tiny_model_logits(void **st) {
     }
 }
 
+/* Decode at LLaMA-7B's widths (synth:llama-7b with 2 layers): there every hand-GEMV product runs
+ * several work items per warp (q/k/v 6144 row pairs, gate/up 11008, the LM head 32000 rows, over
+ * the ~3000-8000 warps the device holds), which the tiny models above never reach; so the loop
+ * variants that carry state from one item to the next (LOP_CUDA_GEMV=5 / 6) are checked here. The
+ * last of 4 decode steps (1 token: the hand GEMV) against a prefill of the same 16 tokens on a
+ * fresh engine (cuBLASLt and the prefill kernels), at the tiny models' prefill tolerance: a variant
+ * that reads another item's rows is off by O(1). Written without a GPU (bench/cuda/NOTES.md, 22):
+ * its first GPU run states the error it measures. */
+static void test_wide_decode(void **st) {
+    (void)st;
+    NEED_GPU();
+    lop_model *m = NULL;
+    OK(lop_model_load("synth:llama-7b:layers=2", NULL, &m));
+    const int V = m->cfg.vocab_size;
+    int32_t tok[16], sq[16], ps[16];
+    for (int i = 0; i < 16; i++) tok[i] = (int32_t)((g_seed + 7919u * (uint64_t)i) % (uint64_t)V), sq[i] = 0, ps[i] = i;
+    float *ld = malloc((size_t)V * 4), *lp = malloc((size_t)V * 4);
+    for (int k = 0; k < 2; k++) {
+        lop_dtype dt = DTS[k];
+        lop_engine *e = mk_engine(m, LOP_DEVICE_CUDA, 1, 32, dt, 0, 0);
+        int32_t last = 11;
+        lop_batch pre = {12, tok, sq, ps, 1, &last};
+        OK(lop_engine_forward(e, &pre, ld));
+        for (int step = 12; step < 16; step++) {
+            int32_t o = 0;
+            lop_batch d = {1, tok + step, sq, ps + step, 1, &o};
+            OK(lop_engine_forward(e, &d, ld));
+        }
+        lop_engine *f = mk_engine(m, LOP_DEVICE_CUDA, 1, 32, dt, 0, 0);
+        int32_t l16 = 15;
+        lop_batch all = {16, tok, sq, ps, 1, &l16};
+        OK(lop_engine_forward(f, &all, lp));
+        CHECK_ERR(dt == LOP_BF16 ? "7B-wide decode = prefill of its tokens, bf16" : "7B-wide decode = prefill of its tokens, fp16",
+                  ld, lp, V, dt == LOP_BF16 ? 4e-2 : 1e-2);
+        lop_engine_free(e);
+        lop_engine_free(f);
+    }
+    free(ld), free(lp);
+    lop_model_free(m);
+}
+
 /* greedy sequences equal, or the first divergence is a near tie of the reference's logits */
 static void check_greedy(const char *what, lop_engine *ref, const int32_t *prompt, int np, const int32_t *got,
                          const int32_t *want, int n, double tol) {
@@ -916,7 +959,8 @@ int main(void) {
         cmocka_unit_test(test_device_scoring),
         cmocka_unit_test(test_rope),           cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_attention),      cmocka_unit_test(test_sample),
-        cmocka_unit_test(test_tiny_model_logits), cmocka_unit_test(test_generate_cuda),
+        cmocka_unit_test(test_tiny_model_logits), cmocka_unit_test(test_wide_decode),
+        cmocka_unit_test(test_generate_cuda),
         cmocka_unit_test(test_bad_batches_cuda),  cmocka_unit_test(test_oom_and_plan),
         cmocka_unit_test(test_hf_fixtures),    cmocka_unit_test(test_smollm2_greedy),
     };

@@ -18,7 +18,9 @@
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
- * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in). At 1-2 tokens the dot products
+ * against the defaults' 242.5 at 7B batch 1 on the H200: opt-in); 5 and 6 = 0 and 2 with the warp's
+ * next item's first round issued before the current item's reduction and epilogue (XI, opt-in, not
+ * yet measured). At 1-2 tokens the dot products
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
@@ -185,7 +187,23 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
      * round's first chunk, and lanes past the row's end feed zeros */
     const int lane_off = MM ? lane : 0;
     constexpr int PAIRS = MODE == GEMV_SWIGLU || MODE == GEMV_ROPE; /* items may be row pairs */
+    /* PIPE bit 0: the next round's loads issued before the current round is consumed (register
+     * double buffering); bit 1 (XI): the next item's first round issued as soon as the current
+     * item's last round is consumed, so that its loads are in flight through the current item's
+     * reduction and epilogue (not yet measured: bench/cuda/NOTES.md, What to try next) */
+    constexpr int DB = PIPE & 1, XI = PIPE >> 1;
     T *H = (T *)a.H;
+    uint4 wa[U], wg[U];
+    int pre = 0; /* XI: wa (wg) already hold this item's first round */
+    /* chunk c of rows p0 (and p1 when pr) into wa[u] (wg[u]) */
+    auto load_rows = [&](const uint4 *p0, const uint4 *p1, int pr, int u, int c) {
+        if (c < nchunk) {
+            wa[u] = __ldcs(p0 + c);
+            if (pr) wg[u] = __ldcs(p1 + c);
+        } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
+            wa[u] = make_uint4(0, 0, 0, 0);
+        }
+    };
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
         if (it.zero_pad) {
@@ -199,18 +217,19 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 #pragma unroll
         for (int b = 0; b < NB; b++) acc0[b] = acc1[b] = d[b][0] = d[b][1] = d[b][2] = d[b][3] = 0.0f;
 
-        uint4 wa[U], wg[U];
-        auto load_one = [&](int u, int c) { /* chunk c of the row(s) into wa[u] (wg[u]) */
-            if (c < nchunk) {
-                wa[u] = __ldcs(w0 + c);
-                if (pair) wg[u] = __ldcs(w1 + c);
-            } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
-                wa[u] = make_uint4(0, 0, 0, 0);
-            }
-        };
-        auto load = [&](int c0) {
+        auto load = [&](int c0) { /* chunks c0, c0 + 32, ... of this item's row(s) */
 #pragma unroll
-            for (int u = 0; u < U; u++) load_one(u, c0 + 32 * u);
+            for (int u = 0; u < U; u++) load_rows(w0, w1, pair, u, c0 + 32 * u);
+        };
+        auto issue_next = [&]() { /* XI: the first round of the warp's next item */
+            if (!XI || item + stride >= n_items) return;
+            const gemv_item in = gemv_item_at<MODE>(item + stride, rows, ra);
+            if (in.zero_pad) return;
+            const uint4 *n0 = reinterpret_cast<const uint4 *>(W + (int64_t)in.r0 * ldw);
+            const uint4 *n1 = reinterpret_cast<const uint4 *>(W + (int64_t)in.r1 * ldw);
+#pragma unroll
+            for (int u = 0; u < U; u++) load_rows(n0, n1, in.pair, u, lane + 32 * u);
+            pre = 1;
         };
         auto x_at = [&](int b, int c) {
             return XS ? reinterpret_cast<const uint4 *>(X + b * ldx)[c]
@@ -249,20 +268,24 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 #pragma unroll
             for (int u = 0; u < U; u++) consume_one(aa, gg, u, c0);
         };
-        if (PIPE) {
-            load(lane);
+        if (DB) {
+            if (!pre) load(lane);
+            pre = 0;
             for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
                 uint4 ca[U], cg[U];
 #pragma unroll
                 for (int u = 0; u < U; u++) ca[u] = wa[u], cg[u] = wg[u];
                 if (c0 - lane_off + 32 * U < nchunk) load(c0 + 32 * U); /* next batch in flight while this one is used */
+                else issue_next();
                 consume(ca, cg, c0);
             }
         } else {
             for (int c0 = lane; c0 - lane_off < nchunk; c0 += 32 * U) {
-                load(c0);
+                if (!pre) load(c0);
+                pre = 0;
                 consume(wa, wg, c0);
             }
+            issue_next();
         }
         if (MM) { /* group g's sums sit on D's diagonal, in lane 4g + g/2 */
             const int g = lane >> 2, on = (lane & 3) == (g >> 1);
@@ -461,7 +484,7 @@ static int gemv_mma(void) {
  * plain, the defaults of before 235.5) */
 static int gemv_acc_variant(void) {
     static int v = -1;
-    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 4);
+    if (v < 0) v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : lop_cuda_gemv_variant(), 0, 6);
     return v;
 }
 
@@ -478,6 +501,8 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         else if (v == 2) GO(N, 4, 1);                                                              \
         else if (v == 3) GO(N, 8, 1);                                                              \
         else if (v == 4) GO(N, 2, 1);                                                              \
+        else if (v == 5) GO(N, 4, 2);                                                              \
+        else if (v == 6) GO(N, 4, 3);                                                              \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
