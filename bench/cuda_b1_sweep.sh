@@ -15,11 +15,13 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the first prefetch at 2 KB a warp (22: none is the
 # default since), and, not yet measured, the next item's first round issued before the current
-# item's epilogue (XI: xi in the pair products, xiacc5 / xiacc6 in the single-row ones)
+# item's epilogue (XI: xi in the pair products, xiacc5 / xiacc6 in the single-row ones) and the
+# sampler's FAST variant (sfast)
 default_sweep="base=;\
 xi=LOP_CUDA_GEMV=5;\
 xiacc5=LOP_CUDA_GEMV_ACC=5;\
 xiacc6=LOP_CUDA_GEMV_ACC=6;\
+sfast=LOP_CUDA_SAMPLE_FAST=1;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\

@@ -12,6 +12,7 @@
  * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
  * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double). */
 #include <limits.h>
+#include <stdlib.h>
 
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
@@ -53,6 +54,43 @@ __device__ float block_reduce_max(float v, float *sh) {
     return t;
 }
 
+/* One step of the radix walk: the highest bin b with base + cnt[255] + ... + cnt[b] >= target (bin 0
+ * when even all of them fall short) into *sel, and base + cnt[255] + ... + cnt[b + 1] into *above --
+ * what thread 0's loop over the bins from 255 down finds, found by warp 0 at once (FAST): lane l
+ * holds bins 255 - 8l .. 248 - 8l, a scan over the lanes finds the lane where the sum crosses the
+ * target, that lane walks its 8 bins. The caller's barrier follows. */
+template <typename C>
+__device__ void radix_bin_warp(const C *cnt, unsigned long long base, unsigned long long target, uint32_t *sel,
+                               unsigned long long *above) {
+    if (threadIdx.x >= 32) return;
+    const int lane = threadIdx.x;
+    unsigned long long c[8], own = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) c[j] = cnt[255 - 8 * lane - j], own += c[j];
+    unsigned long long incl = own;
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned long long v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+    }
+    const unsigned cross = __ballot_sync(0xffffffffu, base + incl >= target);
+    if (!cross) { /* no bin reaches: bin 0, with every bin above it counted */
+        if (lane == 31) *sel = 0, *above = base + incl - c[7];
+        return;
+    }
+    if (lane == __ffs(cross) - 1) {
+        unsigned long long cum = base + incl - own;
+        int b = 255 - 8 * lane;
+        for (int j = 0; j < 7 && cum + c[j] < target; j++, b--) cum += c[j];
+        *sel = (uint32_t)b, *above = cum;
+    }
+}
+
+/* FAST (LOP_CUDA_SAMPLE_FAST=1, opt-in, not yet measured: bench/cuda/NOTES.md, What to try next):
+ * the radix walks' bins found by warp 0 (radix_bin_warp) instead of one thread's loop over 256
+ * shared counters, one barrier fewer per radix pass, the bitonic sort over the next power of two
+ * of the survivors instead of all 1024 slots, and the maximum key only where it is used (top-p
+ * without a sorted list, the draw over the row). The same tokens as without. */
+template <int FAST>
 __global__ void __launch_bounds__(SMP_THREADS)
     sample_kernel(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
                   const int32_t *step) {
@@ -98,9 +136,12 @@ __global__ void __launch_bounds__(SMP_THREADS)
         }
     } else {
         const float T = p.temperature;
-        float kmax = -INFINITY;
-        for (int i = tid; i < V; i += SMP_THREADS) kmax = fmaxf(kmax, row[i] / T);
-        kmax = block_reduce_max(kmax, s_f);
+        auto key_max = [&]() {
+            float v = -INFINITY;
+            for (int i = tid; i < V; i += SMP_THREADS) v = fmaxf(v, row[i] / T);
+            return block_reduce_max(v, s_f);
+        };
+        float kmax = FAST ? -INFINITY : key_max();
 
         /* top-k threshold: the k-th largest key */
         uint32_t thr = 0;
@@ -115,7 +156,9 @@ __global__ void __launch_bounds__(SMP_THREADS)
                     if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
                 }
                 __syncthreads();
-                if (tid == 0) {
+                if (FAST) {
+                    radix_bin_warp<unsigned int>(s_cnt, 0, remaining, &s_sel, &s_sel64);
+                } else if (tid == 0) {
                     unsigned int cum = 0;
                     int b = 255;
                     for (; b > 0; b--) {
@@ -126,9 +169,10 @@ __global__ void __launch_bounds__(SMP_THREADS)
                     s_sel = (uint32_t)b;
                 }
                 __syncthreads();
+                if (FAST) remaining -= (unsigned int)s_sel64; /* every thread: its next walk starts from it */
                 prefix |= s_sel << shift;
                 mask |= 255u << shift;
-                __syncthreads();
+                if (!FAST) __syncthreads(); /* FAST: the next pass writes s_sel only after two barriers */
             }
             thr = prefix;
         }
@@ -149,10 +193,13 @@ __global__ void __launch_bounds__(SMP_THREADS)
             if (m <= SMP_THREADS) {
                 if (tid >= m) s_ck[tid] = -INFINITY, s_ci[tid] = INT_MAX;
                 __syncthreads();
-                for (int k2 = 2; k2 <= SMP_THREADS; k2 <<= 1)
+                int np = SMP_THREADS; /* FAST: the next power of two >= m; the slots past it hold sentinels */
+                if (FAST)
+                    for (np = 2; np < m; np <<= 1) {}
+                for (int k2 = 2; k2 <= np; k2 <<= 1)
                     for (int jj = k2 >> 1; jj > 0; jj >>= 1) {
                         int o = tid ^ jj;
-                        if (o > tid) {
+                        if (o > tid && (!FAST || o < np)) {
                             float a = s_ck[tid], b = s_ck[o];
                             int ia = s_ci[tid], ib = s_ci[o];
                             bool a_first = a > b || (a == b && ia < ib);
@@ -204,6 +251,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
             }
         }
         /* top-p threshold over the fixed-point mass of the top-k set */
+        if (FAST && !sorted_done) kmax = key_max(); /* uniform: sorted_done is the block's */
         if (!sorted_done && p.top_p > 0.f && p.top_p < 1.f) {
             unsigned long long z = 0;
             for (int i = tid; i < V; i += SMP_THREADS) {
@@ -225,7 +273,9 @@ __global__ void __launch_bounds__(SMP_THREADS)
                         atomicAdd(&s_hist[(u >> shift) & 255], (unsigned long long)(expf(k - kmax) * SMP_ONE));
                 }
                 __syncthreads();
-                if (tid == 0) {
+                if (FAST) {
+                    radix_bin_warp<unsigned long long>(s_hist, above, target, &s_sel, &s_sel64);
+                } else if (tid == 0) {
                     unsigned long long cum = above;
                     int b = 255;
                     for (; b > 0; b--) {
@@ -239,7 +289,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
                 prefix |= s_sel << shift;
                 mask |= 255u << shift;
                 above = s_sel64;
-                __syncthreads();
+                if (!FAST) __syncthreads();
             }
             if (prefix > thr) thr = prefix;
         }
@@ -303,10 +353,18 @@ __global__ void __launch_bounds__(SMP_THREADS)
     TL_END(TL_SAMPLE);
 }
 
+/* LOP_CUDA_SAMPLE_FAST=1: sample_kernel's FAST variant (opt-in until measured) */
+static int sample_fast(void) {
+    static int on = -1;
+    if (on < 0) on = getenv("LOP_CUDA_SAMPLE_FAST") && atoi(getenv("LOP_CUDA_SAMPLE_FAST")) == 1;
+    return on;
+}
+
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
               const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
-    launch_k(sample_kernel, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    if (sample_fast()) launch_k(sample_kernel<1>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    else launch_k(sample_kernel<0>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
 LOP_TL_TU(sample)
