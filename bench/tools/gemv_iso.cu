@@ -83,6 +83,15 @@ static void launch(const ctx &C, const char *c, const void *W, int rows, int ldw
         k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_SWIGLU, C.H, FFN, NULL, NULL, s);
 }
 
+/* whether `name` is one of the comma-separated names in `list` (whole names: "qkv_rope" does not
+ * select qkv_rope_xn) */
+static int listed(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *m = strstr(list, name); m; m = strstr(m + n, name))
+        if ((m == list || m[-1] == ',') && (m[n] == 0 || m[n] == ',')) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL; /* a comma-separated list of cases, default all */
     ctx C = {};
@@ -123,17 +132,7 @@ int main(int argc, char **argv) {
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
     for (const shape &sh : shapes) {
-        if (only && !strstr(only, sh.name)) continue;
-        if (only) { /* whole names only: "qkv_rope" must not select qkv_rope_xn */
-            const char *m = only;
-            size_t n = strlen(sh.name);
-            int hit = 0;
-            while ((m = strstr(m, sh.name))) {
-                if ((m == only || m[-1] == ',') && (m[n] == 0 || m[n] == ',')) hit = 1;
-                m += n;
-            }
-            if (!hit) continue;
-        }
+        if (only && !listed(only, sh.name)) continue;
         const size_t n = (size_t)sh.rows * sh.ldw;
         std::vector<void *> W(LAYERS);
         for (int l = 0; l < LAYERS; l++) W[l] = fill(n, 100 + l);
