@@ -13,22 +13,23 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, the first prefetch at 2 KB a warp (22: none is the
-# default since), and, not yet measured, the next item's first round issued before the current
-# item's epilogue (XI: xi in the pair products, xiacc5 / xiacc6 in the single-row ones) and the
-# sampler's FAST variant (sfast)
+# family that lost and is still in the code, the pair products without XI (gemv0) and the first
+# sampler (sfast0), the defaults before 23, and, not yet measured, the one-round RMSNorm prologue
+# (xn2; xn3 with the first round of weights issued before it), 16-warp decode attention (aw16) and
+# o's and down's residual read early (acc7)
 default_sweep="base=;\
-xi=LOP_CUDA_GEMV=5;\
-xiacc5=LOP_CUDA_GEMV_ACC=5;\
-xiacc6=LOP_CUDA_GEMV_ACC=6;\
-sfast=LOP_CUDA_SAMPLE_FAST=1;\
+xn2=LOP_CUDA_XNORM=2;\
+xn3=LOP_CUDA_XNORM=3;\
+aw16=LOP_CUDA_ATTN_WARPS=16;\
+acc7=LOP_CUDA_GEMV_ACC=7;\
+gemv0=LOP_CUDA_GEMV=0;\
+sfast0=LOP_CUDA_SAMPLE_FAST=0;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 acc0=LOP_CUDA_GEMV_ACC=0;\
-mma2=LOP_CUDA_GEMV_MMA=2;\
-pdl=LOP_CUDA_PDL=1;\
-nobalance=LOP_CUDA_GEMV_BALANCE=0"
+xiacc5=LOP_CUDA_GEMV_ACC=5;\
+pdl=LOP_CUDA_PDL=1"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 
 for round in $(seq "${ROUNDS:-2}"); do

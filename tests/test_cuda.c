@@ -207,9 +207,10 @@ static void test_swiglu_xnorm(void **st) {
     (void)st;
     NEED_GPU();
     uint64_t s = g_seed ^ 7;
-    struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24}};
+    /* one token: the one-round prologue too (LOP_CUDA_XNORM=2 / 3), 13B's width in two passes */
+    struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24}, {1, 100, 576}, {1, 37, 24}, {1, 50, 5120}};
     for (int k = 0; k < 2; k++)
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < 6; c++) {
             lop_dtype dt = DTS[k];
             int n = cases[c].n, f = cases[c].f, in = cases[c].in;
             float *x = rnd_array(&s, (int64_t)n * in, 3.f, 0, dt), *nw = rnd_array(&s, in, 1.f, 0, dt);
@@ -367,7 +368,7 @@ static void test_sample(void **st) {
     l[2 * V + 0] = 9.f, l[2 * V + 5] = 9.f;       /* first index */
     int32_t tok[3];
     uint64_t rng[3] = {1, 2, 3};
-    OK(lop_cuda_test_sample(tok, l, n, V, 0.f, 0, 1.f, rng));
+    OK(lop_cuda_test_sample(tok, l, n, V, 0.f, 0, 1.f, rng, -1));
     printf("  greedy: %d %d %d (want 300 31999 0)\n", tok[0], tok[1], tok[2]);
     assert_int_equal(tok[0], 300);
     assert_int_equal(tok[1], 31999);
@@ -375,7 +376,7 @@ static void test_sample(void **st) {
     assert_int_equal(rng[0], 1); /* greedy draws nothing */
     /* top-k 1 = argmax */
     l[0 * V + 700] = 8.f;
-    OK(lop_cuda_test_sample(tok, l, 1, V, 0.8f, 1, 1.f, rng));
+    OK(lop_cuda_test_sample(tok, l, 1, V, 0.8f, 1, 1.f, rng, -1));
     assert_int_equal(tok[0], 300);
     free(l);
     /* distribution: many sequences sampling one row, against the CPU sampler's kept set */
@@ -397,9 +398,9 @@ static void test_sample(void **st) {
     for (int c = 0; c < 4; c++) {
         int m = cpu_kept(row, V2, cfg[c].T, cfg[c].k, cfg[c].p, ids, prob);
         memcpy(rs, rs2, (size_t)N * 8);
-        OK(lop_cuda_test_sample(t, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs));
+        OK(lop_cuda_test_sample(t, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs, -1));
         memcpy(rs, rs2, (size_t)N * 8);
-        OK(lop_cuda_test_sample(t2, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs));
+        OK(lop_cuda_test_sample(t2, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs, -1));
         assert_memory_equal(t, t2, (size_t)N * 4); /* reproducible */
         double worst = 0;
         int outside = 0;
@@ -426,6 +427,40 @@ static void test_sample(void **st) {
         assert_true(rs[0] == r.s);
     }
     free(row), free(rows), free(rs), free(rs2), free(t), free(t2);
+}
+
+/* The sampler's two kernel variants (the first, and FAST, the default: bench/cuda/NOTES.md 23) pick
+ * the same token with the same draw: LLaMA's vocabulary, 48 rows (some with ties at the top, one
+ * flat), each setting of the decode benchmark and the distribution test above plus greedy. */
+static void test_sample_variants(void **st) {
+    (void)st;
+    NEED_GPU();
+    uint64_t s = g_seed ^ 11;
+    const int V = 32000, n = 48;
+    float *l = rnd_array(&s, (int64_t)n * V, 4.f, 0, LOP_F16);
+    for (int i = 0; i < 8; i++) l[(int64_t)i * V + 17 * i] = l[(int64_t)i * V + 31000 - i] = 12.f; /* ties at the top */
+    for (int j = 0; j < V; j++) l[(int64_t)(n - 1) * V + j] = 1.f; /* a flat row */
+    uint64_t *r0 = malloc((size_t)n * 8), *r1 = malloc((size_t)n * 8);
+    int32_t *t0 = malloc((size_t)n * 4), *t1 = malloc((size_t)n * 4);
+    struct { float T; int k; float p; } cfg[] = {{1.f, 50, 0.95f}, {0.7f, 10, 0.8f}, {1.3f, 0, 1.f},
+                                                 {1.f, 0, 0.5f},   {0.f, 0, 1.f},    {1.f, 700, 0.99f}};
+    for (int c = 0; c < 6; c++)
+        for (int rep = 0; rep < 4; rep++) {
+            for (int i = 0; i < n; i++) {
+                lop_rng r;
+                lop_rng_seed(&r, g_seed + (uint64_t)rep, (uint64_t)i);
+                r0[i] = r1[i] = r.s;
+            }
+            OK(lop_cuda_test_sample(t0, l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r0, 0));
+            OK(lop_cuda_test_sample(t1, l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r1, 1));
+            int same = 0;
+            for (int i = 0; i < n; i++) same += t0[i] == t1[i] && r0[i] == r1[i];
+            if (rep == 0)
+                printf("  sampler variants T=%.1f k=%d p=%.2f: %d of %d rows the same token and draw\n", cfg[c].T,
+                       cfg[c].k, cfg[c].p, same, n);
+            assert_int_equal(same, n);
+        }
+    free(l), free(r0), free(r1), free(t0), free(t1);
 }
 
 /* ---- whole models -------------------------------------------------------------------------- */
@@ -956,6 +991,7 @@ int main(void) {
         cmocka_unit_test(test_synth_fill),     cmocka_unit_test(test_embed),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_swiglu_xnorm),
+        cmocka_unit_test(test_sample_variants),
         cmocka_unit_test(test_device_scoring),
         cmocka_unit_test(test_rope),           cmocka_unit_test(test_swiglu),
         cmocka_unit_test(test_attention),      cmocka_unit_test(test_sample),

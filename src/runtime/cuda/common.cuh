@@ -80,7 +80,7 @@ __device__ __forceinline__ void prefetch_l2(const void *p) { asm volatile("prefe
 int lop_cuda_pdl(void);
 int lop_cuda_gemv_variant(void);
 #ifndef LOP_GEMV_DEFAULT_VARIANT
-#define LOP_GEMV_DEFAULT_VARIANT 0
+#define LOP_GEMV_DEFAULT_VARIANT 5
 #endif
 
 template <typename... KArgs, typename... Args>

@@ -41,9 +41,10 @@ lop_status lop_cuda_test_embed(float *x, const float *emb, int vocab, int dim, c
  * 64 / 128), 2 = prefill tiles on the fp32 FMA kernel. */
 lop_status lop_cuda_test_attention(float *out, const float *q, const float *K, const float *V, const int32_t *pos, int n,
                                    int ctx, int nh, int nkv, int hd, int kernel, int nsplit, lop_dtype dt);
-/* tokens[s] sampled from logits[s][V] with rng states (advanced in place). */
+/* tokens[s] sampled from logits[s][V] with rng states (advanced in place); variant: the sampler
+ * kernel's (0 the first, 1 FAST; -1 the engine's default, LOP_CUDA_SAMPLE_FAST). */
 lop_status lop_cuda_test_sample(int32_t *tokens, const float *logits, int n, int V, float temperature, int top_k,
-                                float top_p, uint64_t *rng);
+                                float top_p, uint64_t *rng, int variant);
 /* out[r][c] = value of the device synthetic fill (rows x cols) in dt, as fp32. */
 lop_status lop_cuda_test_synth(float *out, int64_t rows, int64_t cols, uint64_t seed, uint32_t id, float std,
                                lop_dtype dt);

@@ -292,13 +292,13 @@ extern "C" lop_status lop_cuda_test_attention(float *out, const float *q, const 
 }
 
 extern "C" lop_status lop_cuda_test_sample(int32_t *tokens, const float *logits, int n, int V, float temperature,
-                                           int top_k, float top_p, uint64_t *rng) {
+                                           int top_k, float top_p, uint64_t *rng, int variant) {
     arena a = {};
     float *dl = (float *)dcopy(&a, logits, (size_t)n * V * 4);
     uint64_t *dr = (uint64_t *)dcopy(&a, rng, (size_t)n * 8);
     int32_t *dt = (int32_t *)dalloc(&a, (size_t)n * 4);
     k_sample_params p = {temperature, top_k, top_p};
-    if (a.err == cudaSuccess) k_sample(dl, V, n, p, dr, dt, NULL, NULL, 0);
+    if (a.err == cudaSuccess) k_sample_variant(variant, dl, V, n, p, dr, dt, NULL, NULL, 0);
     if (a.err == cudaSuccess) {
         cudaError_t e = cudaMemcpy(tokens, dt, (size_t)n * 4, cudaMemcpyDeviceToHost);
         if (e == cudaSuccess) e = cudaMemcpy(rng, dr, (size_t)n * 8, cudaMemcpyDeviceToHost);

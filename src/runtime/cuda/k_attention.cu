@@ -19,7 +19,7 @@
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
-#define DEC_WARPS_MAX 8
+#define DEC_WARPS_MAX 8 /* the default where the context is split; LOP_CUDA_ATTN_WARPS=16 (opt-in) */
 #define DEC_U 4 /* keys per warp per iteration: K and V rows of all of them are loaded first */
 #define DEC_GMAX 4 /* query heads of one KV group handled by one block */
 
@@ -196,10 +196,15 @@ static int dec_min_keys(void) {
     return k;
 }
 
-/* warps per decode block where the context is split: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before) */
+/* warps per decode block where the context is split: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before; 16,
+ * opt-in until measured: 64 keys a pass, so a 7B batch-1 context of up to 128 keys takes 2 dependent
+ * rounds of K/V loads instead of 4) */
 static int dec_warps(void) {
     static int w = -1;
-    if (w < 0) w = getenv("LOP_CUDA_ATTN_WARPS") && atoi(getenv("LOP_CUDA_ATTN_WARPS")) == 4 ? 4 : DEC_WARPS_MAX;
+    if (w < 0) {
+        const int e = getenv("LOP_CUDA_ATTN_WARPS") ? atoi(getenv("LOP_CUDA_ATTN_WARPS")) : 0;
+        w = e == 4 || e == 16 ? e : DEC_WARPS_MAX; /* 16: head_dim <= 128 (shared memory), else 8 */
+    }
     return w;
 }
 
@@ -227,8 +232,8 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
     int np = (hd + 63) / 64;
     switch (np) {
 #define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
-    case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;
-    case 2: nw == 4 ? launch_k(attn_decode_kernel<T, 2, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 2, 8>, DEC_ARGS); break;
+    case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : nw == 16 ? launch_k(attn_decode_kernel<T, 1, 16>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;
+    case 2: nw == 4 ? launch_k(attn_decode_kernel<T, 2, 4>, DEC_ARGS) : nw == 16 ? launch_k(attn_decode_kernel<T, 2, 16>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 2, 8>, DEC_ARGS); break;
     case 3: nw == 4 ? launch_k(attn_decode_kernel<T, 3, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 3, 8>, DEC_ARGS); break;
     default: nw == 4 ? launch_k(attn_decode_kernel<T, 4, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 4, 8>, DEC_ARGS); break;
 #undef DEC_ARGS

@@ -85,7 +85,7 @@ __device__ void radix_bin_warp(const C *cnt, unsigned long long base, unsigned l
     }
 }
 
-/* FAST (LOP_CUDA_SAMPLE_FAST=1, opt-in, not yet measured: bench/cuda/NOTES.md, What to try next):
+/* FAST (the default since bench/cuda/NOTES.md 23; LOP_CUDA_SAMPLE_FAST=0 runs the first variant):
  * the radix walks' bins found by warp 0 (radix_bin_warp) instead of one thread's loop over 256
  * shared counters, one barrier fewer per radix pass, the bitonic sort over the next power of two
  * of the survivors instead of all 1024 slots, and the maximum key only where it is used (top-p
@@ -353,18 +353,24 @@ __global__ void __launch_bounds__(SMP_THREADS)
     TL_END(TL_SAMPLE);
 }
 
-/* LOP_CUDA_SAMPLE_FAST=1: sample_kernel's FAST variant (opt-in until measured) */
+/* sample_kernel's FAST variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: 251.0
+ * tok/s against 249.7, bench/cuda/NOTES.md 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one */
 static int sample_fast(void) {
     static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_SAMPLE_FAST") && atoi(getenv("LOP_CUDA_SAMPLE_FAST")) == 1;
+    if (on < 0) on = !(getenv("LOP_CUDA_SAMPLE_FAST") && *getenv("LOP_CUDA_SAMPLE_FAST") && atoi(getenv("LOP_CUDA_SAMPLE_FAST")) == 0);
     return on;
+}
+
+void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
+                      int32_t *hist, const int32_t *step, cudaStream_t s) {
+    if (n <= 0) return;
+    if (fast < 0 ? sample_fast() : fast) launch_k(sample_kernel<1>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    else launch_k(sample_kernel<0>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
               const int32_t *step, cudaStream_t s) {
-    if (n <= 0) return;
-    if (sample_fast()) launch_k(sample_kernel<1>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
-    else launch_k(sample_kernel<0>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    k_sample_variant(-1, logits, V, n, p, rng, tok, hist, step, s);
 }
 
 LOP_TL_TU(sample)
