@@ -13,22 +13,21 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, the pair products without XI (gemv0) and the first
-# sampler (sfast0), the defaults before 23, and, not yet measured, the one-round RMSNorm prologue
-# (xn2; xn3 with the first round of weights issued before it), 16-warp decode attention (aw16) and
-# o's and down's residual read early (acc7)
+# family that lost and is still in the code, the defaults before 23 (old: the pair products without
+# XI, the first sampler, 8-warp decode attention, o/down's residual read late), and, not yet
+# measured, the weights loaded without an L1 line (na; na_pairs, na_acc: in those products only)
+# and the GEMV kernels' shared-memory carveout at 0 and 100 % (carve0, carve100)
 default_sweep="base=;\
-xn2=LOP_CUDA_XNORM=2;\
-xn3=LOP_CUDA_XNORM=3;\
-aw16=LOP_CUDA_ATTN_WARPS=16;\
-acc7=LOP_CUDA_GEMV_ACC=7;\
-gemv0=LOP_CUDA_GEMV=0;\
-sfast0=LOP_CUDA_SAMPLE_FAST=0;\
+na=LOP_CUDA_GEMV=8 LOP_CUDA_GEMV_ACC=8;\
+na_pairs=LOP_CUDA_GEMV=8;\
+na_acc=LOP_CUDA_GEMV_ACC=8;\
+carve0=LOP_CUDA_GEMV_CARVEOUT=0;\
+carve100=LOP_CUDA_GEMV_CARVEOUT=100;\
+old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\
 acc0=LOP_CUDA_GEMV_ACC=0;\
-xiacc5=LOP_CUDA_GEMV_ACC=5;\
 pdl=LOP_CUDA_PDL=1"
 IFS=';' read -r -a sweep <<< "${SWEEP:-$default_sweep}"
 

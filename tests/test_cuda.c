@@ -207,7 +207,7 @@ static void test_swiglu_xnorm(void **st) {
     (void)st;
     NEED_GPU();
     uint64_t s = g_seed ^ 7;
-    /* one token: the one-round prologue too (LOP_CUDA_XNORM=2 / 3), 13B's width in two passes */
+    /* one token at three widths as well (13B's: the prologue's loop takes two passes) */
     struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24}, {1, 100, 576}, {1, 37, 24}, {1, 50, 5120}};
     for (int k = 0; k < 2; k++)
         for (int c = 0; c < 6; c++) {

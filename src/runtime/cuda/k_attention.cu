@@ -2,12 +2,12 @@
  * Why two kernels: decode has one query per sequence, so the work is a stream over the cache that
  * must run at memory bandwidth and be spread over enough blocks — one block per (token, KV head,
  * KV chunk), all query heads of the group sharing each K/V row read, 4 warps × 4 keys of loads in
- * flight (8 warps where the context is split over blocks), chunks combined by the last block of each group to finish (split-K over the KV length for
- * long contexts; the grid is fixed by max_seq so a captured CUDA graph stays valid as the context
- * grows, and each token's blocks use as many chunks as its context fills with >= 256 keys; no
- * second kernel launch). Prefill has many
- * queries per sequence, so K/V tiles are staged once in shared memory and reused by a tile of 32
- * queries (flash-attention style online softmax, scores never leave the SM); this is the general
+ * flight (16 warps where the context is split over blocks, 8 above head_dim 128), chunks combined
+ * by the last block of each group to finish (split-K over the KV length for long contexts; the grid
+ * is fixed by max_seq so a captured CUDA graph stays valid as the context grows, and each token's
+ * blocks use as many chunks as its context fills with >= 256 keys; no second kernel launch).
+ * Prefill has many queries per sequence, so K/V tiles are staged once in shared memory and reused
+ * by a tile of 32 queries (flash-attention style online softmax, scores never leave the SM); this is the general
  * path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
  * run on the tensor cores (mma.sync m16n8k16, fp16 inputs, fp32 accumulation, FlashAttention-2
  * register layout: the score fragments become the A operand of P·V without leaving registers);
@@ -19,7 +19,7 @@
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
-#define DEC_WARPS_MAX 8 /* the default where the context is split; LOP_CUDA_ATTN_WARPS=16 (opt-in) */
+#define DEC_WARPS_MAX 16 /* the default where the context is split (head_dim <= 128; 8 above) */
 #define DEC_U 4 /* keys per warp per iteration: K and V rows of all of them are loaded first */
 #define DEC_GMAX 4 /* query heads of one KV group handled by one block */
 
@@ -196,14 +196,15 @@ static int dec_min_keys(void) {
     return k;
 }
 
-/* warps per decode block where the context is split: 8 (LOP_CUDA_ATTN_WARPS=4: the 4 of before; 16,
- * opt-in until measured: 64 keys a pass, so a 7B batch-1 context of up to 128 keys takes 2 dependent
- * rounds of K/V loads instead of 4) */
+/* warps per decode block where the context is split: 16 (64 keys a pass, so a 7B batch-1 context
+ * of up to 128 keys takes 2 dependent rounds of K/V loads, not 4: 7B batch 1 on the H200 257.2
+ * tok/s against 254.9 with 8, bench/cuda/NOTES.md 23); LOP_CUDA_ATTN_WARPS=4 or 8 sets it. Above
+ * head_dim 128 the 16-warp block's shared memory is too large: 8 there. */
 static int dec_warps(void) {
     static int w = -1;
     if (w < 0) {
         const int e = getenv("LOP_CUDA_ATTN_WARPS") ? atoi(getenv("LOP_CUDA_ATTN_WARPS")) : 0;
-        w = e == 4 || e == 16 ? e : DEC_WARPS_MAX; /* 16: head_dim <= 128 (shared memory), else 8 */
+        w = e == 4 || e == 8 ? e : DEC_WARPS_MAX;
     }
     return w;
 }
@@ -224,12 +225,11 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     int chunk = lop_cdiv(max_seq, nsplit);
     const int min_keys = dec_min_keys();
-    /* 8 warps only where the context is split over blocks (few tokens): with one block per (token,
-     * group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with 4, 18,314
-     * with 8; bench/cuda/NOTES.md 20) */
-    const int nw = nsplit > 1 ? dec_warps() : 4;
+    /* 16 (8) warps only where the context is split over blocks (few tokens): with one block per
+     * (token, group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with
+     * 4, 18,314 with 8; bench/cuda/NOTES.md 20) */
+    const int np = (hd + 63) / 64, nw = nsplit == 1 ? 4 : np > 2 && dec_warps() == 16 ? 8 : dec_warps();
     dim3 grid(n, nkv * n_gc, nsplit), block(nw * 32);
-    int np = (hd + 63) / 64;
     switch (np) {
 #define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
     case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : nw == 16 ? launch_k(attn_decode_kernel<T, 1, 16>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;

@@ -22,16 +22,18 @@
  * next item's first round issued before the current item's reduction and epilogue (XI; 5 is the
  * default of the pair products: 7B batch 1 on the H200 253.5 tok/s against 249.7 with 0; in the
  * single-row products 5 and 6 lost, 243.2 and 239.1: bench/cuda/NOTES.md, 23); 7 (LOP_CUDA_GEMV_ACC
- * only, opt-in until measured) = 2 with o's and down's residual read when the item starts instead of
- * after its reduction. At 1-2 tokens the dot products
+ * only; the default of o and down with the tensor cores: 256.1 tok/s against 254.9 with 2, 23) = 2
+ * with the residual the epilogue adds read when the item starts, not after the reduction (the
+ * LM head, which adds nothing, runs 2); 8 (opt-in until measured) = the default of each product
+ * (5 in the pairs, 7 in o/down, 2 in the head) with the weights loaded without an L1 line. At 1-2
+ * tokens the dot products
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
  * read the fp32 residual stream itself and every block applies the RMSNorm in its prologue (sum of
  * squares, then x * rstd * w rounded to T into shared memory, as k_rmsnorm writes it), so the two
- * RMSNorm launches of a layer disappear. LOP_CUDA_XNORM=2 (one token, opt-in until measured): the prologue waits on
- * L2 once instead of four times (xnorm_prologue_one); 3: the same with the warp's first round of
- * weights issued before it. */
+ * RMSNorm launches of a layer disappear. (A prologue that waited on L2 once instead of four times,
+ * x by cp.async into 16 KB more shared memory a block, lost: bench/cuda/NOTES.md, 23.) */
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
@@ -111,61 +113,11 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
     __syncthreads();
 }
 
-/* 16 bytes global -> shared without a register (sm_80+); wait_all also makes them visible to the
- * issuing thread */
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"((unsigned)__cvta_generic_to_shared(smem)), "l"(gmem)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
-
-/* The XN prologue for one token with one wait on L2 instead of four (XN 2 and 3, LOP_CUDA_XNORM=2 /
- * 3; opt-in until measured): x goes into shared memory by cp.async (raw, fp32, after xs: no
- * registers), the first XW float4 of the norm weights into registers in the same round, so the sum
- * of squares, the barrier and the rounding to T wait on one L2 round trip where xnorm_prologue
- * waits on two per pass. Each thread sums its own elements in the same order, so every value equals
- * xnorm_prologue's. Shared memory: ldx T + dim floats. */
-template <typename T, int XW>
-__device__ __forceinline__ void xnorm_prologue_one(const k_xnorm_args &xn, T *xs, int ldx) {
-    __shared__ float s_ss1[GEMV_WARPS];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = xn.dim >> 2, nt = blockDim.x, t0 = threadIdx.x;
-    float4 *raw = reinterpret_cast<float4 *>(xs + ldx); /* ldx T are a multiple of 16 bytes */
-    const float4 *xr = reinterpret_cast<const float4 *>(xn.x), *wr = reinterpret_cast<const float4 *>(xn.w);
-    for (int d = t0; d < n4; d += nt) cp_async16(raw + d, xr + d);
-    float4 g[XW];
-#pragma unroll
-    for (int k = 0; k < XW; k++)
-        if (t0 + k * nt < n4) g[k] = __ldg(wr + t0 + k * nt);
-    cp_async_wait_all();
-    float a = 0.f;
-    for (int d = t0; d < n4; d += nt) {
-        const float4 v = raw[d];
-        a += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    a = warp_sum(a);
-    if (lane == 0) s_ss1[warp] = a;
-    __syncthreads();
-    double t = 0;
-    for (int k = 0; k < GEMV_WARPS; k++) t += s_ss1[k];
-    const float inv = 1.0f / sqrtf((float)(t / xn.dim) + xn.eps);
-    uint2 *o = reinterpret_cast<uint2 *>(xs);
-    for (int d0 = t0; d0 < n4; d0 += XW * nt) {
-        if (d0 != t0) {
-#pragma unroll
-            for (int k = 0; k < XW; k++)
-                if (d0 + k * nt < n4) g[k] = __ldg(wr + d0 + k * nt);
-        }
-#pragma unroll
-        for (int k = 0; k < XW; k++)
-            if (d0 + k * nt < n4) {
-                const float4 x = raw[d0 + k * nt];
-                T t4[4] = {elt<T>::from_f(g[k].x * (x.x * inv)), elt<T>::from_f(g[k].y * (x.y * inv)),
-                           elt<T>::from_f(g[k].z * (x.z * inv)), elt<T>::from_f(g[k].w * (x.w * inv))};
-                o[d0 + k * nt] = *reinterpret_cast<uint2 *>(t4);
-            }
-    }
-    for (int i = n4 + t0; i < (ldx >> 2); i += nt) o[i] = make_uint2(0, 0); /* the row pad */
-    __syncthreads();
+/* 16 bytes of weights through the read-only path without allocating an L1 line */
+__device__ __forceinline__ uint4 ld_na(const uint4 *p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
 }
 
 /* The rows of one work item: a single row (r0 == r1) or a pair (SwiGLU gate/up, RoPE rotation). */
@@ -237,9 +189,8 @@ __device__ __forceinline__ void prefetch_first(const k_gemv_phase &a, int esz, i
  * partial sums; per 16-byte chunk and token two mma replace 16 conversions and 8 FMA, and the loop
  * takes fewer issue slots between one round of loads and the next (bench/cuda/NOTES.md, 19). The
  * k order inside a chunk is the same in A and B, so each mma sums the right products. */
-template <typename T, int NB, int MODE, int U, int PIPE, int XS, int MM, int PRE = 0, typename F>
-__device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__restrict__ X, int item, int stride,
-                                           F &&prologue) {
+template <typename T, int NB, int MODE, int U, int PIPE, int XS, int MM>
+__device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__restrict__ X, int item, int stride) {
     const T *__restrict__ W = (const T *)a.W;
     const int ldw = a.ldw, rows = a.rows, ldx = XS ? a.ldw : a.ldx;
     const k_rope_args &ra = a.ra;
@@ -254,32 +205,23 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
      * item's last round is consumed, so that its loads are in flight through the current item's
      * reduction and epilogue (bench/cuda/NOTES.md, 23: the default of the pair products); bit 2 (EY,
      * GEMV_ACC): the residual (and bias) the epilogue adds read when the item starts, not after its
-     * reduction (opt-in until measured: LOP_CUDA_GEMV_ACC=7) */
+     * reduction (loop variant 7, o's and down's default: bench/cuda/NOTES.md, 23) */
     constexpr int DB = PIPE & 1, XI = (PIPE >> 1) & 1, EY = (PIPE >> 2) & 1 && MODE == GEMV_ACC;
+    /* bit 3 (NA, loop variant 8, opt-in until measured): the weights loaded without an L1 line
+     * (ld.global.nc.L1::no_allocate) instead of __ldcs */
+    constexpr int NA = (PIPE >> 3) & 1;
     T *H = (T *)a.H;
     uint4 wa[U], wg[U];
     int pre = 0; /* XI: wa (wg) already hold this item's first round */
     /* chunk c of rows p0 (and p1 when pr) into wa[u] (wg[u]) */
     auto load_rows = [&](const uint4 *p0, const uint4 *p1, int pr, int u, int c) {
         if (c < nchunk) {
-            wa[u] = __ldcs(p0 + c);
-            if (pr) wg[u] = __ldcs(p1 + c);
+            wa[u] = NA ? ld_na(p0 + c) : __ldcs(p0 + c);
+            if (pr) wg[u] = NA ? ld_na(p1 + c) : __ldcs(p1 + c);
         } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
             wa[u] = make_uint4(0, 0, 0, 0);
         }
     };
-    /* PRE (XN 3): the first item's first round in flight while the prologue runs */
-    if (PRE && item < n_items) {
-        const gemv_item in = gemv_item_at<MODE>(item, rows, ra);
-        if (!in.zero_pad) {
-            const uint4 *n0 = reinterpret_cast<const uint4 *>(W + (int64_t)in.r0 * ldw);
-            const uint4 *n1 = reinterpret_cast<const uint4 *>(W + (int64_t)in.r1 * ldw);
-#pragma unroll
-            for (int u = 0; u < U; u++) load_rows(n0, n1, in.pair, u, lane + 32 * u);
-            pre = 1;
-        }
-    }
-    prologue();
     for (; item < n_items; item += stride) {
         const gemv_item it = gemv_item_at<MODE>(item, rows, ra);
         if (it.zero_pad) {
@@ -426,7 +368,6 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
  * grid to what is resident at once, so there are no waves, and the XN prologue runs once per block). */
 template <typename T, int NB, int MODE, int U, int PIPE, int XN, int MM>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
-    static_assert(XN < 2 || NB == 1, "the one-round XN prologue takes one token");
     extern __shared__ uint4 s_dyn[];
     TL_BEGIN();
     pdl_trigger();
@@ -434,13 +375,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
     prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
     pdl_wait();
     T *xs = reinterpret_cast<T *>(s_dyn);
-    /* XN 1: xnorm_prologue; 2: xnorm_prologue_one (1 token); 3: the same with the first round of
-     * weights issued before it */
-    if (XN == 1) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
-    if (XN == 2) xnorm_prologue_one<T, 8>(a.xn, xs, a.ldw);
-    gemv_items<T, NB, MODE, U, PIPE, XN != 0, MM, XN == 3>(a, XN ? xs : (const T *)a.X, item, stride, [&]() {
-        if (XN == 3) xnorm_prologue_one<T, 4>(a.xn, xs, a.ldw);
-    });
+    if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
+    gemv_items<T, NB, MODE, U, PIPE, XN, MM>(a, XN ? xs : (const T *)a.X, item, stride);
     TL_END(TL_GEMV + 2 * MODE + XN);
 }
 
@@ -521,9 +457,24 @@ static int gemv_balance(void) {
     return on;
 }
 
+/* LOP_CUDA_GEMV_CARVEOUT=0..100 (opt-in until measured): the GEMV kernels' preferred shared-memory
+ * carveout (percent of the SM's unified L1 / shared memory), for whether the L1 the driver leaves
+ * the weight stream limits it (bench/cuda/NOTES.md, 23); unset: the driver's choice */
+static int gemv_carveout(void) {
+    static int pct = -2;
+    if (pct == -2) pct = env_switch("LOP_CUDA_GEMV_CARVEOUT", -1, -1, 100);
+    return pct;
+}
+
 template <typename T, int NB, int MODE, int U, int P, int XN, int MM>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
     auto kern = gemv_kernel<T, NB, MODE, U, P, XN, MM>;
+    static int carved; /* once per kernel, before its occupancy is asked */
+    if (!carved) {
+        carved = 1;
+        if (gemv_carveout() >= 0)
+            cudaFuncSetAttribute((const void *)kern, cudaFuncAttributePreferredSharedMemoryCarveout, gemv_carveout());
+    }
     const int per_block = GEMV_WARPS; /* items a block takes at once */
     int blocks = lop_cdiv(items, per_block);
     if (gemv_resident_grid()) {
@@ -563,7 +514,8 @@ static int gemv_mma(void) {
 }
 
 /* LOP_CUDA_GEMV_ACC=v: the loop variant of the single-row products (o, down, the LM head) alone,
- * default 2 (4 loads double-buffered) with the tensor cores, LOP_CUDA_GEMV's without. o and down
+ * default 7 (4 loads double-buffered, the residual read early; the LM head 2) with the tensor
+ * cores, LOP_CUDA_GEMV's without (XI taken out: 5 -> 0, 6 -> 2). o and down
  * hold 40 registers in the plain loop (12 blocks per SM, 6336 warps for 4096 rows at 7B); the LM
  * head joined them in bench/cuda/NOTES.md, 22 (67.9 -> 64.0 us alone at 7B). With the FMA loop more loads in
  * flight did not pay (bench/cuda/NOTES.md, 16: 7B batch 1 235.6 tok/s plain, 228.4 with 8 loads,
@@ -573,7 +525,7 @@ static int gemv_acc_variant(void) {
     static int v = -1;
     if (v < 0) {
         const int pv = lop_cuda_gemv_variant(); /* without XI, which lost in the single-row products (23) */
-        v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 2 : pv == 5 ? 0 : pv == 6 ? 2 : pv, 0, 7);
+        v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 7 : pv == 5 ? 0 : pv == 6 ? 2 : pv == 8 ? 0 : pv, 0, 8);
     }
     return v;
 }
@@ -595,6 +547,7 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         else if (v == 5) GO(N, 4, 2);                                                              \
         else if (v == 6) GO(N, 4, 3);                                                              \
         else if (v == 7) { if constexpr (MODE == GEMV_ACC) GO(N, 4, 5); }                          \
+        else if (v == 8) GO(N, 4, MODE == GEMV_ACC ? 13 : MODE == GEMV_STORE ? 9 : 10);            \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
@@ -631,24 +584,10 @@ int k_gemv_xnorm_ok(int nb, int dim, int ldw) {
     return nb >= 1 && nb <= XNORM_MAX_NB && dim % 8 == 0 && ldw >= dim && (size_t)nb * ldw * 2 <= 48 * 1024;
 }
 
-/* LOP_CUDA_XNORM: 0 off, 1 xnorm_prologue (default), 2 / 3 at one token the one-round prologue
- * (xnorm_prologue_one; 3 with the first round of weights issued before it), opt-in until measured */
 int k_gemv_xnorm_enabled(void) {
     static int on = -1;
-    if (on < 0) on = env_switch("LOP_CUDA_XNORM", 1, 0, 3);
+    if (on < 0) on = env_switch("LOP_CUDA_XNORM", 1, 0, 1);
     return on;
-}
-
-/* XN 2 / 3 (one token, the tensor-core loop, pair variants 0 and 5 only); false: use XN 1 */
-template <typename T, int MODE>
-static bool launch_xn_one(const k_gemv_phase &a, int nb, cudaStream_t s) {
-    const int xv = k_gemv_xnorm_enabled(), v = lop_cuda_gemv_variant();
-    const size_t smem = (size_t)a.ldw * sizeof(T) + (size_t)a.xn.dim * sizeof(float);
-    if (xv < 2 || nb != 1 || gemv_mma() != 1 || (v != 0 && v != 5) || smem > 40 * 1024) return false;
-    const int items = phase_items(a, MODE);
-    if (xv == 2) v == 5 ? go<T, 1, MODE, 4, 2, 2, 1>(items, smem, s, a) : go<T, 1, MODE, 4, 0, 2, 1>(items, smem, s, a);
-    else v == 5 ? go<T, 1, MODE, 4, 2, 3, 1>(items, smem, s, a) : go<T, 1, MODE, 4, 0, 3, 1>(items, smem, s, a);
-    return true;
 }
 
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
@@ -659,10 +598,7 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
     a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
-        if (mode == GEMV_SWIGLU) {
-            if (!launch_xn_one<T, GEMV_SWIGLU>(a, nb, s)) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
-        } else if (!launch_xn_one<T, GEMV_ROPE>(a, nb, s)) {
-            launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
-        }
+        if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
+        else launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
     });
 }
