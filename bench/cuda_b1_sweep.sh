@@ -15,14 +15,10 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the defaults before 23 (old: the pair products without
 # XI, the first sampler, 8-warp decode attention, o/down's residual read late), and, not yet
-# measured, the weights loaded without an L1 line (na; na_pairs, na_acc: in those products only)
-# and the GEMV kernels' shared-memory carveout at 0 and 100 % (carve0, carve100)
+# measured, the normalised-input products in blocks of 8 or 16 warps (xw8, xw16)
 default_sweep="base=;\
-na=LOP_CUDA_GEMV=8 LOP_CUDA_GEMV_ACC=8;\
-na_pairs=LOP_CUDA_GEMV=8;\
-na_acc=LOP_CUDA_GEMV_ACC=8;\
-carve0=LOP_CUDA_GEMV_CARVEOUT=0;\
-carve100=LOP_CUDA_GEMV_CARVEOUT=100;\
+xw8=LOP_CUDA_XN_WARPS=8;\
+xw16=LOP_CUDA_XN_WARPS=16;\
 old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\

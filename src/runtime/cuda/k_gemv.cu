@@ -24,8 +24,7 @@
  * single-row products 5 and 6 lost, 243.2 and 239.1: bench/cuda/NOTES.md, 23); 7 (LOP_CUDA_GEMV_ACC
  * only; the default of o and down with the tensor cores: 256.1 tok/s against 254.9 with 2, 23) = 2
  * with the residual the epilogue adds read when the item starts, not after the reduction (the
- * LM head, which adds nothing, runs 2); 8 (opt-in until measured) = the default of each product
- * (5 in the pairs, 7 in o/down, 2 in the head) with the weights loaded without an L1 line. At 1-2
+ * LM head, which adds nothing, runs 2). (Weights loaded without an L1 line lost: 23.) At 1-2
  * tokens the dot products
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
@@ -66,9 +65,9 @@ typedef struct k_gemv_phase {
  * prologue cost each of q/k/v and gate/up ~3.3 us at 7B batch 1); XN_ILP keeps the prologue's
  * registers under the main loop's. Every value is the same expression as k_rmsnorm's. */
 #define XN_ILP 4
-template <typename T, int NB>
+template <typename T, int NB, int W = GEMV_WARPS>
 __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, int ldx) {
-    __shared__ float s_ss[GEMV_WARPS][NB];
+    __shared__ float s_ss[W][NB];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n4 = xn.dim >> 2, nt = blockDim.x;
     const float4 *wr = reinterpret_cast<const float4 *>(xn.w);
 #pragma unroll
@@ -91,7 +90,7 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
 #pragma unroll
     for (int b = 0; b < NB; b++) {
         double t = 0;
-        for (int k = 0; k < GEMV_WARPS; k++) t += s_ss[k][b];
+        for (int k = 0; k < W; k++) t += s_ss[k][b];
         const float inv = 1.0f / sqrtf((float)(t / xn.dim) + xn.eps);
         const float4 *xr = reinterpret_cast<const float4 *>(xn.x + (int64_t)b * xn.dim);
         uint2 *o = reinterpret_cast<uint2 *>(xs + (int64_t)b * ldx);
@@ -111,13 +110,6 @@ __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, in
         for (int i = (xn.dim >> 2) + threadIdx.x; i < (ldx >> 2); i += nt) o[i] = make_uint2(0, 0); /* the row pad */
     }
     __syncthreads();
-}
-
-/* 16 bytes of weights through the read-only path without allocating an L1 line */
-__device__ __forceinline__ uint4 ld_na(const uint4 *p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
 }
 
 /* The rows of one work item: a single row (r0 == r1) or a pair (SwiGLU gate/up, RoPE rotation). */
@@ -207,17 +199,14 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
      * GEMV_ACC): the residual (and bias) the epilogue adds read when the item starts, not after its
      * reduction (loop variant 7, o's and down's default: bench/cuda/NOTES.md, 23) */
     constexpr int DB = PIPE & 1, XI = (PIPE >> 1) & 1, EY = (PIPE >> 2) & 1 && MODE == GEMV_ACC;
-    /* bit 3 (NA, loop variant 8, opt-in until measured): the weights loaded without an L1 line
-     * (ld.global.nc.L1::no_allocate) instead of __ldcs */
-    constexpr int NA = (PIPE >> 3) & 1;
     T *H = (T *)a.H;
     uint4 wa[U], wg[U];
     int pre = 0; /* XI: wa (wg) already hold this item's first round */
     /* chunk c of rows p0 (and p1 when pr) into wa[u] (wg[u]) */
     auto load_rows = [&](const uint4 *p0, const uint4 *p1, int pr, int u, int c) {
         if (c < nchunk) {
-            wa[u] = NA ? ld_na(p0 + c) : __ldcs(p0 + c);
-            if (pr) wg[u] = NA ? ld_na(p1 + c) : __ldcs(p1 + c);
+            wa[u] = __ldcs(p0 + c);
+            if (pr) wg[u] = __ldcs(p1 + c);
         } else if (MM && !PAIRS) { /* zeros past the row's end (the mma of those lanes still runs) */
             wa[u] = make_uint4(0, 0, 0, 0);
         }
@@ -366,16 +355,16 @@ __device__ __forceinline__ void gemv_items(const k_gemv_phase &a, const T *__res
 
 /* One product. Grid-stride: a warp takes items item0, item0 + stride, ... (the launcher sizes the
  * grid to what is resident at once, so there are no waves, and the XN prologue runs once per block). */
-template <typename T, int NB, int MODE, int U, int PIPE, int XN, int MM>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(k_gemv_phase a) {
+template <typename T, int NB, int MODE, int U, int PIPE, int XN, int MM, int W = GEMV_WARPS>
+__global__ void __launch_bounds__(W * 32) gemv_kernel(k_gemv_phase a) {
     extern __shared__ uint4 s_dyn[];
     TL_BEGIN();
     pdl_trigger();
-    const int item = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5), stride = gridDim.x * GEMV_WARPS;
+    const int item = blockIdx.x * W + (threadIdx.x >> 5), stride = gridDim.x * W;
     prefetch_first<MODE>(a, sizeof(T), item, threadIdx.x & 31);
     pdl_wait();
     T *xs = reinterpret_cast<T *>(s_dyn);
-    if (XN) xnorm_prologue<T, NB>(a.xn, xs, a.ldw);
+    if (XN) xnorm_prologue<T, NB, W>(a.xn, xs, a.ldw);
     gemv_items<T, NB, MODE, U, PIPE, XN, MM>(a, XN ? xs : (const T *)a.X, item, stride);
     TL_END(TL_GEMV + 2 * MODE + XN);
 }
@@ -403,7 +392,7 @@ int k_gemv_route_batch(void) {
 }
 
 /* blocks of this kernel resident on the whole device at once (0 when the query fails) */
-template <typename K> static int resident_blocks(K kern, size_t smem) {
+template <typename K> static int resident_blocks(K kern, size_t smem, int threads) {
     static struct { const void *k; size_t smem; int blocks; } cache[64];
     static int n_cache, n_sm;
     for (int i = 0; i < n_cache; i++)
@@ -412,7 +401,7 @@ template <typename K> static int resident_blocks(K kern, size_t smem) {
     if (!n_sm && (cudaGetDevice(&dev) != cudaSuccess ||
                   cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess))
         n_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, GEMV_WARPS * 32, smem) != cudaSuccess) per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, threads, smem) != cudaSuccess) per_sm = 0;
     int blocks = per_sm * n_sm;
     if (n_cache < 64) cache[n_cache].k = (const void *)kern, cache[n_cache].smem = smem, cache[n_cache++].blocks = blocks;
     return blocks;
@@ -457,28 +446,13 @@ static int gemv_balance(void) {
     return on;
 }
 
-/* LOP_CUDA_GEMV_CARVEOUT=0..100 (opt-in until measured): the GEMV kernels' preferred shared-memory
- * carveout (percent of the SM's unified L1 / shared memory), for whether the L1 the driver leaves
- * the weight stream limits it (bench/cuda/NOTES.md, 23); unset: the driver's choice */
-static int gemv_carveout(void) {
-    static int pct = -2;
-    if (pct == -2) pct = env_switch("LOP_CUDA_GEMV_CARVEOUT", -1, -1, 100);
-    return pct;
-}
-
-template <typename T, int NB, int MODE, int U, int P, int XN, int MM>
+template <typename T, int NB, int MODE, int U, int P, int XN, int MM, int W = GEMV_WARPS>
 static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
-    auto kern = gemv_kernel<T, NB, MODE, U, P, XN, MM>;
-    static int carved; /* once per kernel, before its occupancy is asked */
-    if (!carved) {
-        carved = 1;
-        if (gemv_carveout() >= 0)
-            cudaFuncSetAttribute((const void *)kern, cudaFuncAttributePreferredSharedMemoryCarveout, gemv_carveout());
-    }
-    const int per_block = GEMV_WARPS; /* items a block takes at once */
+    auto kern = gemv_kernel<T, NB, MODE, U, P, XN, MM, W>;
+    const int per_block = W; /* items a block takes at once */
     int blocks = lop_cdiv(items, per_block);
     if (gemv_resident_grid()) {
-        int res = (int)((int64_t)resident_blocks(kern, smem) * gemv_occupancy_pct() / 100);
+        int res = (int)((int64_t)resident_blocks(kern, smem, W * 32) * gemv_occupancy_pct() / 100);
         if (res > 0 && res < blocks) {
             blocks = res;
             if (gemv_balance()) {
@@ -487,7 +461,7 @@ static void go(int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
             }
         }
     }
-    launch_k(kern, dim3(blocks), dim3(GEMV_WARPS * 32), smem, s, a);
+    launch_k(kern, dim3(blocks), dim3(W * 32), smem, s, a);
 }
 
 static int phase_items(const k_gemv_phase &a, int mode) {
@@ -525,9 +499,19 @@ static int gemv_acc_variant(void) {
     static int v = -1;
     if (v < 0) {
         const int pv = lop_cuda_gemv_variant(); /* without XI, which lost in the single-row products (23) */
-        v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 7 : pv == 5 ? 0 : pv == 6 ? 2 : pv == 8 ? 0 : pv, 0, 8);
+        v = env_switch("LOP_CUDA_GEMV_ACC", gemv_mma() ? 7 : pv == 5 ? 0 : pv == 6 ? 2 : pv, 0, 7);
     }
     return v;
+}
+
+/* LOP_CUDA_XN_WARPS: 4 (GEMV_WARPS, default), 8 or 16 */
+static int gemv_xn_warps(void) {
+    static int w = -1;
+    if (w < 0) {
+        w = env_switch("LOP_CUDA_XN_WARPS", GEMV_WARPS, 4, 16);
+        if (w != 8 && w != 16) w = GEMV_WARPS;
+    }
+    return w;
 }
 
 template <typename T, int MODE, int XN>
@@ -537,6 +521,19 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int mm = nb <= 2 && (gemv_mma() == 1 || (gemv_mma() == 2 && MODE != GEMV_SWIGLU && MODE != GEMV_ROPE));
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
+    /* LOP_CUDA_XN_WARPS=8 / 16 (opt-in until measured): the normalised-input products (the default
+     * loop, 1-2 tokens) in blocks of that many warps, so that an SM runs 2-4 times fewer prologues
+     * and holds that much less of x in shared memory (more L1 for the weight stream: the GEMV
+     * carveout at 100 % shared memory lost 10 tok/s, bench/cuda/NOTES.md 23). The block's sum of
+     * squares then adds its partial sums in another grouping than k_rmsnorm: not bit-identical. */
+    if constexpr (XN != 0) {
+        const int w = gemv_xn_warps();
+        if (w != GEMV_WARPS && v == 5 && mm && nb <= 2) {
+            if (nb == 1) w == 8 ? go<T, 1, MODE, 4, 2, XN, 1, 8>(items, smem, s, a) : go<T, 1, MODE, 4, 2, XN, 1, 16>(items, smem, s, a);
+            else w == 8 ? go<T, 2, MODE, 4, 2, XN, 1, 8>(items, smem, s, a) : go<T, 2, MODE, 4, 2, XN, 1, 16>(items, smem, s, a);
+            return;
+        }
+    }
 #define GO(N, U, P) (mm ? go<T, N, MODE, U, P, XN, 1>(items, smem, s, a) : go<T, N, MODE, U, P, XN, 0>(items, smem, s, a))
 #define CASE_V(N)                                                                                   \
     case N:                                                                                        \
@@ -547,7 +544,6 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
         else if (v == 5) GO(N, 4, 2);                                                              \
         else if (v == 6) GO(N, 4, 3);                                                              \
         else if (v == 7) { if constexpr (MODE == GEMV_ACC) GO(N, 4, 5); }                          \
-        else if (v == 8) GO(N, 4, MODE == GEMV_ACC ? 13 : MODE == GEMV_STORE ? 9 : 10);            \
         else GO(N, 4, 0);                                                                          \
         break;
 #define CASE(N) case N: go<T, N, MODE, 4, 0, XN, 0>(items, smem, s, a); break;
