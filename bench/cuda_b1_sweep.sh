@@ -14,12 +14,12 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the defaults before 23 (old: the pair products without
-# XI, the first sampler, 8-warp decode attention, o/down's residual read late), and, not yet
-# measured, the normalised-input products in blocks of 8 or 16 warps (xw8, xw16)
+# XI, the first sampler, 8-warp decode attention, o/down's residual read late, the normalised-input
+# products in blocks of 4 warps) and the same products in blocks of 4 and 16 warps (xw4, xw16)
 default_sweep="base=;\
-xw8=LOP_CUDA_XN_WARPS=8;\
+xw4=LOP_CUDA_XN_WARPS=4;\
 xw16=LOP_CUDA_XN_WARPS=16;\
-old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2;\
+old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2 LOP_CUDA_XN_WARPS=4;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\

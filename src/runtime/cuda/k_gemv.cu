@@ -504,11 +504,12 @@ static int gemv_acc_variant(void) {
     return v;
 }
 
-/* LOP_CUDA_XN_WARPS: 4 (GEMV_WARPS, default), 8 or 16 */
+/* LOP_CUDA_XN_WARPS: warps per block of the normalised-input products, 8 (default), 16 or 4
+ * (GEMV_WARPS, as every other product) */
 static int gemv_xn_warps(void) {
     static int w = -1;
     if (w < 0) {
-        w = env_switch("LOP_CUDA_XN_WARPS", GEMV_WARPS, 4, 16);
+        w = env_switch("LOP_CUDA_XN_WARPS", 8, 4, 16);
         if (w != 8 && w != 16) w = GEMV_WARPS;
     }
     return w;
@@ -521,11 +522,12 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
     const int mm = nb <= 2 && (gemv_mma() == 1 || (gemv_mma() == 2 && MODE != GEMV_SWIGLU && MODE != GEMV_ROPE));
     const size_t smem = XN ? (size_t)nb * a.ldw * sizeof(T) : 0;
     const int items = phase_items(a, MODE);
-    /* LOP_CUDA_XN_WARPS=8 / 16 (opt-in until measured): the normalised-input products (the default
-     * loop, 1-2 tokens) in blocks of that many warps, so that an SM runs 2-4 times fewer prologues
-     * and holds that much less of x in shared memory (more L1 for the weight stream: the GEMV
-     * carveout at 100 % shared memory lost 10 tok/s, bench/cuda/NOTES.md 23). The block's sum of
-     * squares then adds its partial sums in another grouping than k_rmsnorm: not bit-identical. */
+    /* The normalised-input products (the default loop, 1-2 tokens) in blocks of 8 warps
+     * (LOP_CUDA_XN_WARPS), so that an SM runs half the prologues and holds half as much of x in
+     * shared memory, which leaves more L1 to the weight stream (the GEMV carveout at 100 % shared
+     * memory lost 10 tok/s): 7B batch 1 on the H200 265.5 tok/s against 258.5 with 4, 264.1 with 16
+     * (bench/cuda/NOTES.md 23). The block's sum of squares then adds its partial sums in another
+     * grouping than k_rmsnorm's: equal to rounding, not bit-identical. */
     if constexpr (XN != 0) {
         const int w = gemv_xn_warps();
         if (w != GEMV_WARPS && v == 5 && mm && nb <= 2) {
