@@ -15,8 +15,12 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the defaults before 23 (old: the pair products without
 # XI, the first sampler, 8-warp decode attention, o/down's residual read late, the normalised-input
-# products in blocks of 4 warps) and the same products in blocks of 4 and 16 warps (xw4, xw16)
+# products in blocks of 4 warps), the same products in blocks of 4 and 16 warps (xw4, xw16), and,
+# not yet measured, q/k/v in blocks of 12 warps and gate/up in blocks of 16, alone and together
 default_sweep="base=;\
+xq12g16=LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16;\
+xg16=LOP_CUDA_XN_WARPS_GU=16;\
+xq12=LOP_CUDA_XN_WARPS_QKV=12;\
 xw4=LOP_CUDA_XN_WARPS=4;\
 xw16=LOP_CUDA_XN_WARPS=16;\
 old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2 LOP_CUDA_XN_WARPS=4;\
