@@ -208,7 +208,8 @@ static void test_swiglu_xnorm(void **st) {
     NEED_GPU();
     uint64_t s = g_seed ^ 7;
     /* one token at three widths as well (13B's: the prologue's loop takes two passes) */
-    struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24}, {1, 100, 576}, {1, 37, 24}, {1, 50, 5120}};
+    struct { int n, f, in; } cases[] = {{1, 7155, 4096}, {2, 100, 576}, {4, 37, 24},
+                                        {1, 100, 576},   {1, 37, 24},   {1, 50, 5120}};
     for (int k = 0; k < 2; k++)
         for (int c = 0; c < 6; c++) {
             lop_dtype dt = DTS[k];

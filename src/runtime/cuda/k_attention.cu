@@ -218,6 +218,18 @@ int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
     return s < 1 ? 1 : s;
 }
 
+/* the decode kernel of NP pairs a lane and nw warps a block (16 only for NP <= 2: shared memory) */
+template <typename T, int NP, typename... A>
+static void launch_decode_np(int nw, dim3 grid, cudaStream_t s, A... args) {
+    if (nw == 4) launch_k(attn_decode_kernel<T, NP, 4>, grid, dim3(4 * 32), 0, s, args...);
+    else if constexpr (NP <= 2) {
+        if (nw == 16) launch_k(attn_decode_kernel<T, NP, 16>, grid, dim3(16 * 32), 0, s, args...);
+        else launch_k(attn_decode_kernel<T, NP, 8>, grid, dim3(8 * 32), 0, s, args...);
+    } else {
+        launch_k(attn_decode_kernel<T, NP, 8>, grid, dim3(8 * 32), 0, s, args...);
+    }
+}
+
 template <typename T>
 static void launch_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
                           int n, int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, T *out,
@@ -228,16 +240,16 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
     /* 16 (8) warps only where the context is split over blocks (few tokens): with one block per
      * (token, group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with
      * 4, 18,314 with 8; bench/cuda/NOTES.md 20) */
-    const int np = (hd + 63) / 64, nw = nsplit == 1 ? 4 : np > 2 && dec_warps() == 16 ? 8 : dec_warps();
-    dim3 grid(n, nkv * n_gc, nsplit), block(nw * 32);
+    const int np = (hd + 63) / 64, nw = nsplit > 1 ? dec_warps() : 4;
+    dim3 grid(n, nkv * n_gc, nsplit);
+#define DEC_ARGS nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
     switch (np) {
-#define DEC_ARGS grid, block, 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
-    case 1: nw == 4 ? launch_k(attn_decode_kernel<T, 1, 4>, DEC_ARGS) : nw == 16 ? launch_k(attn_decode_kernel<T, 1, 16>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 1, 8>, DEC_ARGS); break;
-    case 2: nw == 4 ? launch_k(attn_decode_kernel<T, 2, 4>, DEC_ARGS) : nw == 16 ? launch_k(attn_decode_kernel<T, 2, 16>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 2, 8>, DEC_ARGS); break;
-    case 3: nw == 4 ? launch_k(attn_decode_kernel<T, 3, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 3, 8>, DEC_ARGS); break;
-    default: nw == 4 ? launch_k(attn_decode_kernel<T, 4, 4>, DEC_ARGS) : launch_k(attn_decode_kernel<T, 4, 8>, DEC_ARGS); break;
-#undef DEC_ARGS
+    case 1: launch_decode_np<T, 1>(DEC_ARGS); break;
+    case 2: launch_decode_np<T, 2>(DEC_ARGS); break;
+    case 3: launch_decode_np<T, 3>(DEC_ARGS); break;
+    default: launch_decode_np<T, 4>(DEC_ARGS); break;
     }
+#undef DEC_ARGS
 }
 
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,

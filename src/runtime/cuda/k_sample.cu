@@ -357,15 +357,18 @@ __global__ void __launch_bounds__(SMP_THREADS)
  * tok/s against 249.7, bench/cuda/NOTES.md 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one */
 static int sample_fast(void) {
     static int on = -1;
-    if (on < 0) on = !(getenv("LOP_CUDA_SAMPLE_FAST") && *getenv("LOP_CUDA_SAMPLE_FAST") && atoi(getenv("LOP_CUDA_SAMPLE_FAST")) == 0);
+    if (on < 0) {
+        const char *e = getenv("LOP_CUDA_SAMPLE_FAST");
+        on = !(e && *e && atoi(e) == 0);
+    }
     return on;
 }
 
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
                       int32_t *hist, const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
-    if (fast < 0 ? sample_fast() : fast) launch_k(sample_kernel<1>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
-    else launch_k(sample_kernel<0>, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    auto kern = (fast < 0 ? sample_fast() : fast) ? sample_kernel<1> : sample_kernel<0>;
+    launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
