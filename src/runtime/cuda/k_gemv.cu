@@ -63,7 +63,9 @@ typedef struct k_gemv_phase {
  * loads per thread before it uses them, so the prologue waits on L2 about dim / (512 XN_ILP) times a
  * pass rather than once per load (bench/cuda/NOTES.md, 22: with one load in flight per thread the
  * prologue cost each of q/k/v and gate/up ~3.3 us at 7B batch 1); XN_ILP keeps the prologue's
- * registers under the main loop's. Every value is the same expression as k_rmsnorm's. */
+ * registers under the main loop's. Each output is k_rmsnorm's expression, T(w * (x * rstd)); the
+ * sum of squares is grouped by this block's threads and warps (W), so rstd equals k_rmsnorm's to
+ * rounding. */
 #define XN_ILP 4
 template <typename T, int NB, int W = GEMV_WARPS>
 __device__ __forceinline__ void xnorm_prologue(const k_xnorm_args &xn, T *xs, int ldx) {
