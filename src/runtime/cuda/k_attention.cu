@@ -7,8 +7,8 @@
  * is fixed by max_seq so a captured CUDA graph stays valid as the context grows, and each token's
  * blocks use as many chunks as its context fills with >= 256 keys; no second kernel launch).
  * Prefill has many queries per sequence, so K/V tiles are staged once in shared memory and reused
- * by a tile of 32 queries (flash-attention style online softmax, scores never leave the SM); this is the general
- * path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
+ * by a tile of 32 queries (flash-attention style online softmax, scores never leave the SM); this
+ * is the general path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
  * run on the tensor cores (mma.sync m16n8k16, fp16 inputs, fp32 accumulation, FlashAttention-2
  * register layout: the score fragments become the A operand of P·V without leaving registers);
  * other head sizes, or LOP_CUDA_ATTN_FMA=1, use the fp32 FMA version.

@@ -13,8 +13,8 @@
  * stream; SwiGLU (+biases) writing the FFN's hidden row; bias + RoPE writing q and the K/V cache.
  * Programmatic dependent launch is opt-in (LOP_CUDA_PDL=1: it measured slower, see
  * bench/cuda/NOTES.md).
- * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v; LOP_CUDA_GEMV_ACC=v for the single-row products o, down
- * and the LM head alone, default 2):
+ * Loop variants for 1-2 tokens (LOP_CUDA_GEMV=v, default 5; LOP_CUDA_GEMV_ACC=v for the single-row
+ * products o, down and the LM head alone, default 7, which the head runs as 2):
  * 0 = 4 loads in flight per lane; 1 = 8; 2 = 4 with the next 4 loaded before the current ones are
  * consumed (register double buffering); 3 = 8, double buffered; 4 = 2, double buffered (a pair
  * item's two rows then keep 2 KB in flight per warp, as a single row at 0; with mma 239.9 tok/s
