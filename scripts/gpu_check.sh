@@ -53,8 +53,15 @@ DEP_LIBS="-L$LIB -L$LIB/openblas-pthread -Wl,-rpath,$LIB:$LIB/openblas-pthread -
 commit_arg=()
 [ -f COMMIT ] && commit_arg=(LOP_COMMIT="$(cat COMMIT)")
 
+# the timeline stage's `make TIMELINE=1` build runs beside the main one (both are mostly serial nvcc work)
+tl_make() {
+    make -s -j"$JOBS" BUILD="$BUILD-tl" TIMELINE=1 DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" \
+        "$BUILD-tl/lop"
+}
+tl_pid=
 if has build; then
     stamp "build"
+    if has timeline; then tl_make > "$OUT/timeline-build.log" 2>&1 & tl_pid=$!; fi
     tests=$(ls tests/test_*.c | sed "s|tests/\(.*\)\.c|$BUILD/tests/\1|")
     make -s -j"$JOBS" BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" all $tests ||
         { echo "BUILD FAILED"; exit 1; }
@@ -160,8 +167,7 @@ fi
 
 if has timeline; then # TL_SWEEP="name=VARS;..." (default: the defaults alone), on a `make TIMELINE=1` build
     stamp "timeline"
-    if make -s -j"$JOBS" BUILD="$BUILD-tl" TIMELINE=1 DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" \
-        "$BUILD-tl/lop"; then
+    if { [ -n "$tl_pid" ] && wait "$tl_pid"; } || tl_make; then
         IFS=';' read -r -a tl_sweep <<< "${TL_SWEEP:-base=}"
         for entry in "${tl_sweep[@]}"; do
             echo "== timeline ${entry%%=*}: ${entry#*=}"
