@@ -430,39 +430,47 @@ static void test_sample(void **st) {
     free(row), free(rows), free(rs), free(rs2), free(t), free(t2);
 }
 
-/* The sampler's two kernel variants (the first, and FAST, the default: bench/cuda/NOTES.md 23) pick
- * the same token with the same draw: LLaMA's vocabulary, 48 rows (some with ties at the top, one
- * flat), each setting of the decode benchmark and the distribution test above plus greedy. */
+/* The sampler's three kernel variants (the first; FAST, the default: bench/cuda/NOTES.md 23; CAND,
+ * the top-k survivors from registers) pick the same token with the same draw: LLaMA's vocabulary,
+ * 48 rows (some with ties at the top, one flat, which CAND hands to FAST's path), each setting of
+ * the decode benchmark and the distribution test above plus greedy; then a vocabulary smaller than
+ * the block (threads without keys) and one above CAND's 32768 (FAST's path). */
 static void test_sample_variants(void **st) {
     (void)st;
     NEED_GPU();
     uint64_t s = g_seed ^ 11;
-    const int V = 32000, n = 48;
-    float *l = rnd_array(&s, (int64_t)n * V, 4.f, 0, LOP_F16);
-    for (int i = 0; i < 8; i++) /* ties at the top */
-        l[(int64_t)i * V + 17 * i] = l[(int64_t)i * V + 31000 - i] = 12.f;
-    for (int j = 0; j < V; j++) l[(int64_t)(n - 1) * V + j] = 1.f; /* a flat row */
-    uint64_t *r0 = malloc((size_t)n * 8), *r1 = malloc((size_t)n * 8);
-    int32_t *t0 = malloc((size_t)n * 4), *t1 = malloc((size_t)n * 4);
-    struct { float T; int k; float p; } cfg[] = {{1.f, 50, 0.95f}, {0.7f, 10, 0.8f}, {1.3f, 0, 1.f},
-                                                 {1.f, 0, 0.5f},   {0.f, 0, 1.f},    {1.f, 700, 0.99f}};
-    for (int c = 0; c < 6; c++)
-        for (int rep = 0; rep < 4; rep++) {
-            for (int i = 0; i < n; i++) {
-                lop_rng r;
-                lop_rng_seed(&r, g_seed + (uint64_t)rep, (uint64_t)i);
-                r0[i] = r1[i] = r.s;
+    const int vs[3] = {32000, 1000, 40000}, n = 48;
+    for (int iv = 0; iv < 3; iv++) {
+        const int V = vs[iv];
+        float *l = rnd_array(&s, (int64_t)n * V, 4.f, 0, LOP_F16);
+        for (int i = 0; i < 8; i++) /* ties at the top */
+            l[(int64_t)i * V + 17 * i] = l[(int64_t)i * V + V - V / 32 - i] = 12.f;
+        for (int j = 0; j < V; j++) l[(int64_t)(n - 1) * V + j] = 1.f; /* a flat row */
+        uint64_t *r[3];
+        int32_t *t[3];
+        for (int v = 0; v < 3; v++) r[v] = malloc((size_t)n * 8), t[v] = malloc((size_t)n * 4);
+        struct { float T; int k; float p; } cfg[] = {{1.f, 50, 0.95f}, {0.7f, 10, 0.8f}, {1.3f, 0, 1.f},
+                                                     {1.f, 0, 0.5f},   {0.f, 0, 1.f},    {1.f, 700, 0.99f}};
+        for (int c = 0; c < 6; c++)
+            for (int rep = 0; rep < 4; rep++) {
+                for (int i = 0; i < n; i++) {
+                    lop_rng rr;
+                    lop_rng_seed(&rr, g_seed + (uint64_t)rep, (uint64_t)i);
+                    r[0][i] = r[1][i] = r[2][i] = rr.s;
+                }
+                for (int v = 0; v < 3; v++) OK(lop_cuda_test_sample(t[v], l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r[v], v));
+                for (int v = 1; v < 3; v++) {
+                    int same = 0;
+                    for (int i = 0; i < n; i++) same += t[0][i] == t[v][i] && r[0][i] == r[v][i];
+                    if (rep == 0)
+                        printf("  sampler variant %d vs 0, V=%d T=%.1f k=%d p=%.2f: %d of %d rows the same token and "
+                               "draw\n", v, V, cfg[c].T, cfg[c].k, cfg[c].p, same, n);
+                    assert_int_equal(same, n);
+                }
             }
-            OK(lop_cuda_test_sample(t0, l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r0, 0));
-            OK(lop_cuda_test_sample(t1, l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r1, 1));
-            int same = 0;
-            for (int i = 0; i < n; i++) same += t0[i] == t1[i] && r0[i] == r1[i];
-            if (rep == 0)
-                printf("  sampler variants T=%.1f k=%d p=%.2f: %d of %d rows the same token and draw\n", cfg[c].T,
-                       cfg[c].k, cfg[c].p, same, n);
-            assert_int_equal(same, n);
-        }
-    free(l), free(r0), free(r1), free(t0), free(t1);
+        free(l);
+        for (int v = 0; v < 3; v++) free(r[v]), free(t[v]);
+    }
 }
 
 /* ---- whole models -------------------------------------------------------------------------- */

@@ -26,21 +26,28 @@
 LOP_TL_TU(attention)
 
 /* ---- decode ------------------------------------------------------------------------------ */
-template <typename T, int NP, int DEC_WARPS> /* DEC_WARPS: warps per block, 4 or 8 */
+/* DEC_WARPS: warps per block (4, 8, 16; 32 only with ONE). ONE (LOP_CUDA_ATTN_ONE, where a KV
+ * head serves one query head): one head a block instead of up to DEC_GMAX (the unused heads' loops,
+ * registers and shared memory gone), warp w takes keys w, w + DEC_WARPS, ... (every warp a share of
+ * a short context, U keys each a round), and the combine weighs each warp once (warp 0 finds the
+ * weights) instead of every thread redoing the max and the exponentials over the warps. */
+template <typename T, int NP, int DEC_WARPS, int ONE = 0, int U = DEC_U>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
                        int chunk, int min_keys, float *part, int *counters, T *out, int ld_out) {
-    __shared__ float s_m[DEC_WARPS][DEC_GMAX], s_l[DEC_WARPS][DEC_GMAX];
-    __shared__ float s_acc[DEC_WARPS][DEC_GMAX][64 * NP];
+    constexpr int GM = ONE ? 1 : DEC_GMAX; /* query heads a block */
+    __shared__ float s_m[DEC_WARPS][GM], s_l[DEC_WARPS][GM];
+    __shared__ float s_acc[DEC_WARPS][GM][64 * NP];
+    __shared__ float s_w[ONE ? DEC_WARPS : 1], s_ML[2];
     __shared__ int s_last;
     TL_BEGIN();
     pdl_trigger();
     pdl_wait();
     const int i = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
+    const int G = nh / nkv, n_gc = (G + GM - 1) / GM;
     const int g = blockIdx.y / n_gc, gc = blockIdx.y - g * n_gc;
-    const int h0 = g * G + gc * DEC_GMAX, ng = min(DEC_GMAX, G - gc * DEC_GMAX);
+    const int h0 = g * G + gc * GM, ng = min(GM, G - gc * GM);
     const int split = blockIdx.z;
     const int ctx = pos[i] + 1;
     const int64_t slot = seq[i];
@@ -56,9 +63,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     const int kb = split * ch, ke = min(ctx, kb + ch);
     const float scale = 1.0f / sqrtf((float)hd);
 
-    float2 qv[DEC_GMAX][NP];
+    float2 qv[GM][NP];
 #pragma unroll
-    for (int h = 0; h < DEC_GMAX; h++)
+    for (int h = 0; h < GM; h++)
 #pragma unroll
         for (int j = 0; j < NP; j++) {
             int p = lane + 32 * j;
@@ -71,23 +78,24 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         }
     const __half *Kb = kc + (slot * nkv + g) * (int64_t)max_seq * hd;
     const __half *Vb = vc + (slot * nkv + g) * (int64_t)max_seq * hd;
-    float m[DEC_GMAX], l[DEC_GMAX];
-    float2 acc[DEC_GMAX][NP];
+    float m[GM], l[GM];
+    float2 acc[GM][NP];
 #pragma unroll
-    for (int h = 0; h < DEC_GMAX; h++) {
+    for (int h = 0; h < GM; h++) {
         m[h] = -INFINITY;
         l[h] = 0.f;
 #pragma unroll
         for (int j = 0; j < NP; j++) acc[h][j] = make_float2(0.f, 0.f);
     }
 
-    for (int k0 = kb + warp * DEC_U; k0 < ke; k0 += DEC_WARPS * DEC_U) {
-        float2 kr[DEC_U][NP], vr[DEC_U][NP];
+    constexpr int KS = ONE ? DEC_WARPS : 1; /* stride between a warp's keys in a round */
+    for (int k0 = kb + (ONE ? warp : warp * U); k0 < ke; k0 += DEC_WARPS * U) {
+        float2 kr[U][NP], vr[U][NP];
 #pragma unroll
-        for (int u = 0; u < DEC_U; u++)
+        for (int u = 0; u < U; u++)
 #pragma unroll
             for (int j = 0; j < NP; j++) {
-                int k = k0 + u, p = lane + 32 * j;
+                int k = k0 + KS * u, p = lane + 32 * j;
                 if (k < ke && 2 * p < hd) {
                     kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kb + (int64_t)k * hd + 2 * p));
                     vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vb + (int64_t)k * hd + 2 * p));
@@ -96,10 +104,10 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
                 }
             }
 #pragma unroll
-        for (int u = 0; u < DEC_U; u++) {
-            if (k0 + u >= ke) break;
+        for (int u = 0; u < U; u++) {
+            if (k0 + KS * u >= ke) break;
 #pragma unroll
-            for (int h = 0; h < DEC_GMAX; h++) {
+            for (int h = 0; h < GM; h++) {
                 if (h >= ng) break;
                 float s = 0.f;
 #pragma unroll
@@ -116,9 +124,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             }
         }
     }
-    /* combine the 4 warps */
+    /* combine the warps */
 #pragma unroll
-    for (int h = 0; h < DEC_GMAX; h++) {
+    for (int h = 0; h < GM; h++) {
         if (lane == 0) s_m[warp][h] = m[h], s_l[warp][h] = l[h];
 #pragma unroll
         for (int j = 0; j < NP; j++) {
@@ -128,8 +136,32 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         }
     }
     __syncthreads();
+    if (ONE) { /* warp 0: each warp's weight exp(m_w - M), and M, L */
+        if (warp == 0) {
+            float mw = -INFINITY, lw = 0.f;
+            if (lane < DEC_WARPS) mw = s_m[lane][0], lw = s_l[lane][0];
+            const float M = warp_max(mw), e = mw == -INFINITY ? 0.f : expf(mw - M);
+            const float L = warp_sum(e * lw);
+            if (lane < DEC_WARPS) s_w[lane] = e;
+            if (lane == 0) s_ML[0] = M, s_ML[1] = L;
+        }
+        __syncthreads();
+    }
     for (int t = threadIdx.x; t < ng * hd; t += blockDim.x) {
         int h = t / hd, d = t - h * hd;
+        if (ONE) {
+            float A = 0.f;
+#pragma unroll
+            for (int w = 0; w < DEC_WARPS; w++) A += s_w[w] * s_acc[w][0][d];
+            if (ns == 1) {
+                out[(int64_t)i * ld_out + h0 * hd + d] = elt<T>::from_f(A / s_ML[1]);
+            } else {
+                float *pp = part + (((int64_t)i * nh + h0) * nsplit + split) * (hd + 2);
+                pp[d] = A;
+                if (d == 0) pp[hd] = s_ML[0], pp[hd + 1] = s_ML[1];
+            }
+            continue;
+        }
         float M = -INFINITY;
         for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, s_m[w][h]);
         float A = 0.f, L = 0.f;
@@ -209,6 +241,18 @@ static int dec_warps(void) {
     return w;
 }
 
+/* LOP_CUDA_ATTN_ONE=16 or 32: the ONE kernels where a KV head serves one query head and the context
+ * is split over blocks (few tokens), head_dim <= 128: 16 warps of 8 keys a round or 32 of 4, so a
+ * context of up to 128 keys takes one round of loads (0, the default: the DEC_GMAX kernels) */
+static int dec_one(void) {
+    static int w = -1;
+    if (w < 0) {
+        const int e = getenv("LOP_CUDA_ATTN_ONE") ? atoi(getenv("LOP_CUDA_ATTN_ONE")) : 0;
+        w = e == 16 || e == 32 ? e : 0;
+    }
+    return w;
+}
+
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
     int blocks = n * nkv;
     if (blocks >= n_sm) return 1;
@@ -242,6 +286,13 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
      * 4, 18,314 with 8; bench/cuda/NOTES.md 20) */
     const int np = (hd + 63) / 64, nw = nsplit > 1 ? dec_warps() : 4;
     dim3 grid(n, nkv * n_gc, nsplit);
+    if (G == 1 && np <= 2 && nsplit > 1 && dec_one()) {
+        auto k = dec_one() == 32 ? (np == 1 ? attn_decode_kernel<T, 1, 32, 1, 4> : attn_decode_kernel<T, 2, 32, 1, 4>)
+                                 : (np == 1 ? attn_decode_kernel<T, 1, 16, 1, 8> : attn_decode_kernel<T, 2, 16, 1, 8>);
+        launch_k(k, grid, dim3(dec_one() * 32), 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys,
+                 part, counters, out, ld_out);
+        return;
+    }
 #define DEC_ARGS nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
     switch (np) {
     case 1: launch_decode_np<T, 1>(DEC_ARGS); break;

@@ -10,7 +10,12 @@
  * is found by the same radix walk over probability mass and the draw walks the kept tokens in index
  * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
  * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
- * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double). */
+ * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double).
+ * CAND (the third variant): with top-k and V <= 32768 the row is read once into registers, and
+ * the radix select runs over two small sets instead of the row: the threads' maxima (their k-th
+ * largest is a lower bound of the row's top-k threshold) and the few keys at or above that bound.
+ * The row's radix passes put ~all keys in a handful of histogram bins (their top bits agree), so
+ * their shared-memory atomics serialise; two 1024-key selects do not. The same tokens as without. */
 #include <limits.h>
 #include <stdlib.h>
 
@@ -85,6 +90,90 @@ __device__ void radix_bin_warp(const C *cnt, unsigned long long base, unsigned l
     }
 }
 
+/* The k-th largest of the keys each(f) hands to f (every thread its own), by 4 radix passes of 8
+ * bits over 256 shared counters (at least k keys in all). FAST: the bins found by warp 0. */
+template <int FAST, typename Each>
+__device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, uint32_t *s_sel,
+                              unsigned long long *s_sel64) {
+    const int tid = threadIdx.x;
+    uint32_t prefix = 0, mask = 0;
+    unsigned int remaining = k;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int b = tid; b < 256; b += SMP_THREADS) s_cnt[b] = 0;
+        __syncthreads();
+        each([&](uint32_t u) {
+            if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
+        });
+        __syncthreads();
+        if (FAST) {
+            radix_bin_warp<unsigned int>(s_cnt, 0, remaining, s_sel, s_sel64);
+        } else if (tid == 0) {
+            unsigned int cum = 0;
+            int b = 255;
+            for (; b > 0; b--) {
+                if (cum + s_cnt[b] >= remaining) break;
+                cum += s_cnt[b];
+            }
+            remaining -= cum;
+            *s_sel = (uint32_t)b;
+        }
+        __syncthreads();
+        if (FAST) remaining -= (unsigned int)*s_sel64; /* every thread: its next walk starts from it */
+        prefix |= *s_sel << shift;
+        mask |= 255u << shift;
+        if (!FAST) __syncthreads(); /* FAST: the next pass writes s_sel only after two barriers */
+    }
+    return prefix;
+}
+
+#define SMP_KPT 32 /* keys a thread holds in CAND: rows of up to SMP_THREADS * SMP_KPT = 32768 */
+
+/* CAND: the top-k survivors of the row (keys >= the k-th largest, ties included) compacted into
+ * s_ck / s_ci, their count in *s_n, the threshold in *thr; 0 (block-uniform) when more than
+ * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path. */
+__device__ int top_candidates(const float *row, int V, float T, unsigned int k, float *s_ck, int *s_ci, int *s_n,
+                              unsigned int *s_cnt, uint32_t *s_sel, unsigned long long *s_sel64, uint32_t *thr) {
+    const int tid = threadIdx.x;
+    float key[SMP_KPT];
+#pragma unroll
+    for (int j = 0; j < SMP_KPT; j++) {
+        const int i = tid + j * SMP_THREADS;
+        key[j] = i < V ? row[i] / T : 0.f;
+    }
+    uint32_t tmax = 0; /* 0 <= every key: a thread without keys does not raise the bound */
+#pragma unroll
+    for (int j = 0; j < SMP_KPT; j++)
+        if (tid + j * SMP_THREADS < V) tmax = max(tmax, okey(key[j]));
+    /* the maxima are keys of the row, so their k-th largest is at most the row's */
+    const uint32_t lo = radix_kth<1>([&](auto f) { f(tmax); }, k, s_cnt, s_sel, s_sel64);
+    if (tid == 0) *s_n = 0;
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < SMP_KPT; j++) {
+        const int i = tid + j * SMP_THREADS;
+        if (i < V && okey(key[j]) >= lo) {
+            const int at = atomicAdd(s_n, 1);
+            if (at < SMP_THREADS) s_ck[at] = key[j], s_ci[at] = i;
+        }
+    }
+    __syncthreads();
+    const int m = *s_n;
+    if (m > SMP_THREADS) return 0;
+    /* every key >= the row's threshold is a candidate: its k-th largest is the candidates' */
+    const float ck = tid < m ? s_ck[tid] : 0.f;
+    const int ci = tid < m ? s_ci[tid] : 0;
+    const uint32_t t = radix_kth<1>([&](auto f) { if (tid < m) f(okey(ck)); }, k, s_cnt, s_sel, s_sel64);
+    if (tid == 0) *s_n = 0; /* every thread read m and its candidate before radix_kth's barriers */
+    __syncthreads();
+    if (tid < m && okey(ck) >= t) {
+        const int at = atomicAdd(s_n, 1);
+        s_ck[at] = ck, s_ci[at] = ci;
+    }
+    __syncthreads();
+    *thr = t;
+    return 1;
+}
+
 /* FAST (the default since bench/cuda/NOTES.md 23; LOP_CUDA_SAMPLE_FAST=0 runs the first variant):
  * the radix walks' bins found by warp 0 (radix_bin_warp) instead of one thread's loop over 256
  * shared counters, one barrier fewer per radix pass, the bitonic sort over the next power of two
@@ -143,52 +232,29 @@ __global__ void __launch_bounds__(SMP_THREADS)
         };
         float kmax = FAST ? -INFINITY : key_max();
 
-        /* top-k threshold: the k-th largest key */
+        /* top-k threshold: the k-th largest key (CAND: with the survivors listed already) */
         uint32_t thr = 0;
-        if (p.top_k > 0 && p.top_k < V) {
-            uint32_t prefix = 0, mask = 0;
-            unsigned int remaining = (unsigned)p.top_k;
-            for (int shift = 24; shift >= 0; shift -= 8) {
-                for (int b = tid; b < 256; b += SMP_THREADS) s_cnt[b] = 0;
-                __syncthreads();
-                for (int i = tid; i < V; i += SMP_THREADS) {
-                    uint32_t u = okey(row[i] / T);
-                    if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
-                }
-                __syncthreads();
-                if (FAST) {
-                    radix_bin_warp<unsigned int>(s_cnt, 0, remaining, &s_sel, &s_sel64);
-                } else if (tid == 0) {
-                    unsigned int cum = 0;
-                    int b = 255;
-                    for (; b > 0; b--) {
-                        if (cum + s_cnt[b] >= remaining) break;
-                        cum += s_cnt[b];
-                    }
-                    remaining -= cum;
-                    s_sel = (uint32_t)b;
-                }
-                __syncthreads();
-                if (FAST) remaining -= (unsigned int)s_sel64; /* every thread: its next walk starts from it */
-                prefix |= s_sel << shift;
-                mask |= 255u << shift;
-                if (!FAST) __syncthreads(); /* FAST: the next pass writes s_sel only after two barriers */
-            }
-            thr = prefix;
-        }
+        int listed = 0;
+        if (FAST == 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
+            listed = top_candidates(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, s_cnt, &s_sel, &s_sel64, &thr);
+        if (p.top_k > 0 && p.top_k < V && !listed)
+            thr = radix_kth<FAST ? 1 : 0>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
+                                          (unsigned)p.top_k, s_cnt, &s_sel, &s_sel64);
         int sorted_done = 0;
         if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
             /* compact the survivors, sort them like the CPU sampler, walk the list */
-            if (tid == 0) s_n = 0;
-            __syncthreads();
-            for (int i = tid; i < V; i += SMP_THREADS) {
-                float k = row[i] / T;
-                if (okey(k) >= thr) {
-                    int at = atomicAdd(&s_n, 1);
-                    if (at < SMP_THREADS) s_ck[at] = k, s_ci[at] = i;
+            if (!listed) {
+                if (tid == 0) s_n = 0;
+                __syncthreads();
+                for (int i = tid; i < V; i += SMP_THREADS) {
+                    float k = row[i] / T;
+                    if (okey(k) >= thr) {
+                        int at = atomicAdd(&s_n, 1);
+                        if (at < SMP_THREADS) s_ck[at] = k, s_ci[at] = i;
+                    }
                 }
+                __syncthreads();
             }
-            __syncthreads();
             const int m = s_n;
             if (m <= SMP_THREADS) {
                 if (tid >= m) s_ck[tid] = -INFINITY, s_ci[tid] = INT_MAX;
@@ -354,20 +420,21 @@ __global__ void __launch_bounds__(SMP_THREADS)
 }
 
 /* sample_kernel's FAST variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: 251.0
- * tok/s against 249.7, bench/cuda/NOTES.md 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one */
+ * tok/s against 249.7, bench/cuda/NOTES.md 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 2 CAND */
 static int sample_fast(void) {
-    static int on = -1;
-    if (on < 0) {
+    static int v = -1;
+    if (v < 0) {
         const char *e = getenv("LOP_CUDA_SAMPLE_FAST");
-        on = !(e && *e && atoi(e) == 0);
+        v = e && *e && atoi(e) >= 0 && atoi(e) <= 2 ? atoi(e) : 1;
     }
-    return on;
+    return v;
 }
 
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
                       int32_t *hist, const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
-    auto kern = (fast < 0 ? sample_fast() : fast) ? sample_kernel<1> : sample_kernel<0>;
+    const int v = fast < 0 ? sample_fast() : fast;
+    auto kern = v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
     launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
