@@ -93,6 +93,10 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) $(BUILD)/liblop.a
 $(BUILD)/gemv_iso: $(BUILD)/bench/tools/gemv_iso.cu.o $(BUILD)/liblop.a
 	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
+# lop's sampler timed alone (bench/tools/sample_iso.cu; GPU machine: scripts/gpu_check.sh iso)
+$(BUILD)/sample_iso: $(BUILD)/bench/tools/sample_iso.cu.o $(BUILD)/liblop.a
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@scripts/run_tests.sh $(BUILD)

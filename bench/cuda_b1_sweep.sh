@@ -13,17 +13,17 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
-# family that lost and is still in the code, the defaults before 23 (old: the pair products without
-# XI, the first sampler, 8-warp decode attention, o/down's residual read late, the normalised-input
-# products in blocks of 4 warps), the same products in blocks of 4 and 16 warps (xw4, xw16), and,
-# not yet measured, q/k/v in blocks of 12 warps and gate/up in blocks of 16, alone and together
+# family that lost and is still in the code, the defaults before 24 (prev: the FAST sampler and the
+# decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), CAND with AGG (agg),
+# and the normalised-input products in blocks of 4 and 16 warps (xw4, xw16) and q/k/v 12 with
+# gate/up 16 (xq12g16; 24: all lost against 8)
 default_sweep="base=;\
-xq12g16=LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16;\
-xg16=LOP_CUDA_XN_WARPS_GU=16;\
-xq12=LOP_CUDA_XN_WARPS_QKV=12;\
+prev=LOP_CUDA_SAMPLE_FAST=1 LOP_CUDA_ATTN_ONE=0;\
+one16=LOP_CUDA_ATTN_ONE=16;\
+agg=LOP_CUDA_SAMPLE_FAST=3;\
 xw4=LOP_CUDA_XN_WARPS=4;\
 xw16=LOP_CUDA_XN_WARPS=16;\
-old=LOP_CUDA_GEMV=0 LOP_CUDA_SAMPLE_FAST=0 LOP_CUDA_ATTN_WARPS=8 LOP_CUDA_GEMV_ACC=2 LOP_CUDA_XN_WARPS=4;\
+xq12g16=LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\

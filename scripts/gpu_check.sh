@@ -68,7 +68,7 @@ if has build; then
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
-    make -s BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" "$BUILD/gemv_iso" || exit 1
+    make -s BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" "$BUILD/gemv_iso" "$BUILD/sample_iso" || exit 1
     stamp "build done"
 fi
 
@@ -97,7 +97,8 @@ LOP_CUDA_GEMV_MMA=0 LOP_CUDA_GEMV=2;LOP_CUDA_GEMV_MMA=2;LOP_CUDA_GEMV_ACC=0;LOP_
 LOP_CUDA_ATTN_MINKEYS=0;LOP_CUDA_ATTN_MINKEYS=8;LOP_CUDA_ATTN_MINKEYS=64;LOP_CUDA_ATTN_WARPS=4;LOP_CUDA_PREFETCH_KB=2;\
 LOP_CUDA_GEMV=0;LOP_CUDA_GEMV=6 LOP_CUDA_GEMV_ACC=5;LOP_CUDA_GEMV_ACC=6;LOP_CUDA_GEMV_MMA=0 LOP_CUDA_GEMV=0;\
 LOP_CUDA_SAMPLE_FAST=0;LOP_CUDA_ATTN_WARPS=8;LOP_CUDA_GEMV_ACC=2;LOP_CUDA_XN_WARPS=4;LOP_CUDA_XN_WARPS=16;\
-LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16"
+LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16;LOP_CUDA_SAMPLE_FAST=1;LOP_CUDA_SAMPLE_FAST=3;LOP_CUDA_ATTN_ONE=0;\
+LOP_CUDA_ATTN_ONE=16;LOP_CUDA_ATTN_ONE=0 LOP_CUDA_ATTN_WARPS=4;LOP_CUDA_ATTN_ONE=32 LOP_CUDA_ATTN_MINKEYS=8"
     IFS=';' read -r -a test_variants <<< "${TEST_VARIANTS-$default_variants}"
     for e in "${test_variants[@]}"; do
         variant $e
@@ -162,6 +163,7 @@ if has iso; then # lop's own GEMV launches alone (bench/tools/gemv_iso.cu), once
         echo "# ${entry%%=*}: ${entry#*=}"
         env ${entry#*=} timeout 90 "$BUILD/gemv_iso" ${ISO_CASES:-} | sed "s/^iso_/iso_${entry%%=*}_/"
     done | tee "$OUT/gemv-iso.txt"
+    timeout 60 "$BUILD/sample_iso" | tee "$OUT/sample-iso.txt"; echo "sample_iso exit ${PIPESTATUS[0]}"
     stamp "GEMV in isolation done"
 fi
 

@@ -430,25 +430,30 @@ static void test_sample(void **st) {
     free(row), free(rows), free(rs), free(rs2), free(t), free(t2);
 }
 
-/* The sampler's three kernel variants (the first; FAST, the default: bench/cuda/NOTES.md 23; CAND,
- * the top-k survivors from registers) pick the same token with the same draw: LLaMA's vocabulary,
- * 48 rows (some with ties at the top, one flat, which CAND hands to FAST's path), each setting of
- * the decode benchmark and the distribution test above plus greedy; then a vocabulary smaller than
- * the block (threads without keys) and one above CAND's 32768 (FAST's path). */
+/* The sampler's kernel variants (the first; FAST, the default: bench/cuda/NOTES.md 23; CAND, the
+ * top-k survivors from registers, without and with AGG) pick the same token with the same draw:
+ * LLaMA's vocabulary, 48 rows (some with ties at the top, one flat, one with 2000 ties under ten
+ * larger keys: both more than CAND lists, so FAST's path inside CAND's kernel), each setting of the
+ * decode benchmark and the distribution test above plus greedy; then vocabularies smaller than the
+ * block (threads without keys; 64 as test_sample) and one above CAND's 32768 (FAST's kernel). */
 static void test_sample_variants(void **st) {
     (void)st;
     NEED_GPU();
     uint64_t s = g_seed ^ 11;
-    const int vs[3] = {32000, 1000, 40000}, n = 48;
-    for (int iv = 0; iv < 3; iv++) {
+    enum { NV = 4 }; /* variants */
+    const int vs[4] = {32000, 1000, 40000, 64}, n = 48;
+    for (int iv = 0; iv < 4; iv++) {
         const int V = vs[iv];
         float *l = rnd_array(&s, (int64_t)n * V, 4.f, 0, LOP_F16);
         for (int i = 0; i < 8; i++) /* ties at the top */
-            l[(int64_t)i * V + 17 * i] = l[(int64_t)i * V + V - V / 32 - i] = 12.f;
+            l[(int64_t)i * V + 17 * i % V] = l[(int64_t)i * V + V - V / 32 - i] = 12.f;
         for (int j = 0; j < V; j++) l[(int64_t)(n - 1) * V + j] = 1.f; /* a flat row */
-        uint64_t *r[3];
-        int32_t *t[3];
-        for (int v = 0; v < 3; v++) r[v] = malloc((size_t)n * 8), t[v] = malloc((size_t)n * 4);
+        /* many ties below a few larger keys: at 32000 more than 1024 keys reach CAND's bound */
+        for (int j = 0; j < V / 2 && j < 2000; j++) l[(int64_t)(n - 2) * V + (7 * j) % V] = 5.f;
+        for (int j = 0; j < 10; j++) l[(int64_t)(n - 2) * V + (7 * j + 3) % V] = 8.f + 0.1f * (float)j;
+        uint64_t *r[NV];
+        int32_t *t[NV];
+        for (int v = 0; v < NV; v++) r[v] = malloc((size_t)n * 8), t[v] = malloc((size_t)n * 4);
         struct { float T; int k; float p; } cfg[] = {{1.f, 50, 0.95f}, {0.7f, 10, 0.8f}, {1.3f, 0, 1.f},
                                                      {1.f, 0, 0.5f},   {0.f, 0, 1.f},    {1.f, 700, 0.99f}};
         for (int c = 0; c < 6; c++)
@@ -456,10 +461,10 @@ static void test_sample_variants(void **st) {
                 for (int i = 0; i < n; i++) {
                     lop_rng rr;
                     lop_rng_seed(&rr, g_seed + (uint64_t)rep, (uint64_t)i);
-                    r[0][i] = r[1][i] = r[2][i] = rr.s;
+                    for (int v = 0; v < NV; v++) r[v][i] = rr.s;
                 }
-                for (int v = 0; v < 3; v++) OK(lop_cuda_test_sample(t[v], l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r[v], v));
-                for (int v = 1; v < 3; v++) {
+                for (int v = 0; v < NV; v++) OK(lop_cuda_test_sample(t[v], l, n, V, cfg[c].T, cfg[c].k, cfg[c].p, r[v], v));
+                for (int v = 1; v < NV; v++) {
                     int same = 0;
                     for (int i = 0; i < n; i++) same += t[0][i] == t[v][i] && r[0][i] == r[v][i];
                     if (rep == 0)
@@ -469,7 +474,7 @@ static void test_sample_variants(void **st) {
                 }
             }
         free(l);
-        for (int v = 0; v < 3; v++) free(r[v]), free(t[v]);
+        for (int v = 0; v < NV; v++) free(r[v]), free(t[v]);
     }
 }
 

@@ -241,14 +241,17 @@ static int dec_warps(void) {
     return w;
 }
 
-/* LOP_CUDA_ATTN_ONE=16 or 32: the ONE kernels where a KV head serves one query head and the context
- * is split over blocks (few tokens), head_dim <= 128: 16 warps of 8 keys a round or 32 of 4, so a
- * context of up to 128 keys takes one round of loads (0, the default: the DEC_GMAX kernels) */
+/* The ONE kernels where a KV head serves one query head and the context is split over blocks (few
+ * tokens), head_dim <= 128: 32 warps of 4 keys a round (LOP_CUDA_ATTN_ONE=16: 16 of 8), so a context
+ * of up to 128 keys takes one round of loads; 0 the DEC_GMAX kernels. 7B batch 1 on the H200
+ * (bench/cuda/NOTES.md 24): attention 6.20 -> 4.19 us a layer inside the graph (16 warps; 32: 4.62),
+ * 265.6 -> 268.3 tok/s (32; 16: 268.0) */
 static int dec_one(void) {
     static int w = -1;
     if (w < 0) {
-        const int e = getenv("LOP_CUDA_ATTN_ONE") ? atoi(getenv("LOP_CUDA_ATTN_ONE")) : 0;
-        w = e == 16 || e == 32 ? e : 0;
+        const char *e = getenv("LOP_CUDA_ATTN_ONE");
+        w = e && *e ? atoi(e) : 32;
+        if (w != 16 && w != 32) w = 0;
     }
     return w;
 }

@@ -11,11 +11,11 @@
  * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
  * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
  * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double).
- * CAND (the third variant): with top-k and V <= 32768 the row is read once into registers, and
- * the radix select runs over two small sets instead of the row: the threads' maxima (their k-th
- * largest is a lower bound of the row's top-k threshold) and the few keys at or above that bound.
- * The row's radix passes put ~all keys in a handful of histogram bins (their top bits agree), so
- * their shared-memory atomics serialise; two 1024-key selects do not. The same tokens as without. */
+ * CAND (variants 2 and 3, with top-k and V <= 32768): the row is read and divided by T once, into
+ * registers (FAST does it five times: four radix passes and the compaction), and the radix select
+ * runs over two small sets instead of the row: the threads' maxima (their k-th largest is a lower
+ * bound of the row's top-k threshold) and the few keys at or above that bound. The same tokens as
+ * the other variants; where more than 1024 keys reach the bound (a near-flat row) FAST's path. */
 #include <limits.h>
 #include <stdlib.h>
 
@@ -91,8 +91,10 @@ __device__ void radix_bin_warp(const C *cnt, unsigned long long base, unsigned l
 }
 
 /* The k-th largest of the keys each(f) hands to f (every thread its own), by 4 radix passes of 8
- * bits over 256 shared counters (at least k keys in all). FAST: the bins found by warp 0. */
-template <int FAST, typename Each>
+ * bits over 256 shared counters (at least k keys in all). FAST: the bins found by warp 0. AGG: the
+ * lanes of a warp that hit one bin add to it once (__match_any_sync), as most keys share the first
+ * pass's bins and same-address shared atomics serialise (whether that is what costs: sample_iso). */
+template <int FAST, int AGG, typename Each>
 __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, uint32_t *s_sel,
                               unsigned long long *s_sel64) {
     const int tid = threadIdx.x;
@@ -102,7 +104,15 @@ __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, ui
         for (int b = tid; b < 256; b += SMP_THREADS) s_cnt[b] = 0;
         __syncthreads();
         each([&](uint32_t u) {
-            if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
+            const bool want = (u & mask) == prefix;
+            const uint32_t bin = (u >> shift) & 255;
+            if (AGG) {
+                const unsigned int lane = threadIdx.x & 31;
+                const unsigned int peers = __match_any_sync(__activemask(), want ? bin : 256u + lane);
+                if (want && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&s_cnt[bin], (unsigned)__popc(peers));
+            } else if (want) {
+                atomicAdd(&s_cnt[bin], 1u);
+            }
         });
         __syncthreads();
         if (FAST) {
@@ -131,6 +141,7 @@ __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, ui
 /* CAND: the top-k survivors of the row (keys >= the k-th largest, ties included) compacted into
  * s_ck / s_ci, their count in *s_n, the threshold in *thr; 0 (block-uniform) when more than
  * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path. */
+template <int AGG>
 __device__ int top_candidates(const float *row, int V, float T, unsigned int k, float *s_ck, int *s_ci, int *s_n,
                               unsigned int *s_cnt, uint32_t *s_sel, unsigned long long *s_sel64, uint32_t *thr) {
     const int tid = threadIdx.x;
@@ -145,7 +156,7 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
     for (int j = 0; j < SMP_KPT; j++)
         if (tid + j * SMP_THREADS < V) tmax = max(tmax, okey(key[j]));
     /* the maxima are keys of the row, so their k-th largest is at most the row's */
-    const uint32_t lo = radix_kth<1>([&](auto f) { f(tmax); }, k, s_cnt, s_sel, s_sel64);
+    const uint32_t lo = radix_kth<1, AGG>([&](auto f) { f(tmax); }, k, s_cnt, s_sel, s_sel64);
     if (tid == 0) *s_n = 0;
     __syncthreads();
 #pragma unroll
@@ -162,7 +173,7 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
     /* every key >= the row's threshold is a candidate: its k-th largest is the candidates' */
     const float ck = tid < m ? s_ck[tid] : 0.f;
     const int ci = tid < m ? s_ci[tid] : 0;
-    const uint32_t t = radix_kth<1>([&](auto f) { if (tid < m) f(okey(ck)); }, k, s_cnt, s_sel, s_sel64);
+    const uint32_t t = radix_kth<1, AGG>([&](auto f) { if (tid < m) f(okey(ck)); }, k, s_cnt, s_sel, s_sel64);
     if (tid == 0) *s_n = 0; /* every thread read m and its candidate before radix_kth's barriers */
     __syncthreads();
     if (tid < m && okey(ck) >= t) {
@@ -235,10 +246,10 @@ __global__ void __launch_bounds__(SMP_THREADS)
         /* top-k threshold: the k-th largest key (CAND: with the survivors listed already) */
         uint32_t thr = 0;
         int listed = 0;
-        if (FAST == 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
-            listed = top_candidates(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, s_cnt, &s_sel, &s_sel64, &thr);
+        if (FAST >= 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
+            listed = top_candidates<FAST == 3>(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, s_cnt, &s_sel, &s_sel64, &thr);
         if (p.top_k > 0 && p.top_k < V && !listed)
-            thr = radix_kth<FAST ? 1 : 0>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
+            thr = radix_kth<FAST ? 1 : 0, FAST == 3>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
                                           (unsigned)p.top_k, s_cnt, &s_sel, &s_sel64);
         int sorted_done = 0;
         if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
@@ -419,13 +430,15 @@ __global__ void __launch_bounds__(SMP_THREADS)
     TL_END(TL_SAMPLE);
 }
 
-/* sample_kernel's FAST variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: 251.0
- * tok/s against 249.7, bench/cuda/NOTES.md 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 2 CAND */
+/* sample_kernel's CAND variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: the
+ * sampler 30.8 -> 23.9 us inside the graph, 265.6 -> 266.1 tok/s, bench/cuda/NOTES.md 24; FAST
+ * against the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST,
+ * 3 CAND with AGG */
 static int sample_fast(void) {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("LOP_CUDA_SAMPLE_FAST");
-        v = e && *e && atoi(e) >= 0 && atoi(e) <= 2 ? atoi(e) : 1;
+        v = e && *e && atoi(e) >= 0 && atoi(e) <= 3 ? atoi(e) : 2;
     }
     return v;
 }
@@ -433,8 +446,12 @@ static int sample_fast(void) {
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
                       int32_t *hist, const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
-    const int v = fast < 0 ? sample_fast() : fast;
-    auto kern = v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
+    int v = fast < 0 ? sample_fast() : fast;
+    /* CAND's kernels only where its list applies (else FAST: the same tokens) */
+    if (v >= 2 && !(p.temperature > 0.f && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS &&
+                    V <= SMP_THREADS * SMP_KPT))
+        v = 1;
+    auto kern = v == 3 ? sample_kernel<3> : v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
     launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
