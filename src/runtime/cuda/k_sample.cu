@@ -91,10 +91,8 @@ __device__ void radix_bin_warp(const C *cnt, unsigned long long base, unsigned l
 }
 
 /* The k-th largest of the keys each(f) hands to f (every thread its own), by 4 radix passes of 8
- * bits over 256 shared counters (at least k keys in all). FAST: the bins found by warp 0. AGG: the
- * lanes of a warp that hit one bin add to it once (__match_any_sync), as most keys share the first
- * pass's bins and same-address shared atomics serialise (whether that is what costs: sample_iso). */
-template <int FAST, int AGG, typename Each>
+ * bits over 256 shared counters (at least k keys in all). FAST: the bins found by warp 0. */
+template <int FAST, typename Each>
 __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, uint32_t *s_sel,
                               unsigned long long *s_sel64) {
     const int tid = threadIdx.x;
@@ -104,15 +102,7 @@ __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, ui
         for (int b = tid; b < 256; b += SMP_THREADS) s_cnt[b] = 0;
         __syncthreads();
         each([&](uint32_t u) {
-            const bool want = (u & mask) == prefix;
-            const uint32_t bin = (u >> shift) & 255;
-            if (AGG) {
-                const unsigned int lane = threadIdx.x & 31;
-                const unsigned int peers = __match_any_sync(__activemask(), want ? bin : 256u + lane);
-                if (want && lane == (unsigned)__ffs(peers) - 1) atomicAdd(&s_cnt[bin], (unsigned)__popc(peers));
-            } else if (want) {
-                atomicAdd(&s_cnt[bin], 1u);
-            }
+            if ((u & mask) == prefix) atomicAdd(&s_cnt[(u >> shift) & 255], 1u);
         });
         __syncthreads();
         if (FAST) {
@@ -136,14 +126,26 @@ __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, ui
     return prefix;
 }
 
+/* The k-th largest of the keys u of the threads with has (at most one a thread, at least k in all),
+ * bit by bit from the top: the largest t with k keys >= t, each bit one __syncthreads_count. Why
+ * not radix_kth: keys this close share their top bits, so a radix pass's shared atomics hit one
+ * counter; over 1024 keys a pass took 1.4 us (sample_iso, bench/cuda/NOTES.md 24). */
+__device__ uint32_t block_kth(bool has, uint32_t u, unsigned int k) {
+    uint32_t t = 0;
+    for (int b = 31; b >= 0; b--) {
+        const uint32_t c = t | (1u << b);
+        if ((unsigned)__syncthreads_count(has && u >= c) >= k) t = c;
+    }
+    return t;
+}
+
 #define SMP_KPT 32 /* keys a thread holds in CAND: rows of up to SMP_THREADS * SMP_KPT = 32768 */
 
 /* CAND: the top-k survivors of the row (keys >= the k-th largest, ties included) compacted into
  * s_ck / s_ci, their count in *s_n, the threshold in *thr; 0 (block-uniform) when more than
  * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path. */
-template <int AGG>
 __device__ int top_candidates(const float *row, int V, float T, unsigned int k, float *s_ck, int *s_ci, int *s_n,
-                              unsigned int *s_cnt, uint32_t *s_sel, unsigned long long *s_sel64, uint32_t *thr) {
+                              uint32_t *thr) {
     const int tid = threadIdx.x;
     float key[SMP_KPT];
 #pragma unroll
@@ -152,11 +154,12 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
         key[j] = i < V ? row[i] / T : 0.f;
     }
     uint32_t tmax = 0; /* 0 <= every key: a thread without keys does not raise the bound */
+    bool has = false;
 #pragma unroll
     for (int j = 0; j < SMP_KPT; j++)
-        if (tid + j * SMP_THREADS < V) tmax = max(tmax, okey(key[j]));
+        if (tid + j * SMP_THREADS < V) tmax = max(tmax, okey(key[j])), has = true;
     /* the maxima are keys of the row, so their k-th largest is at most the row's */
-    const uint32_t lo = radix_kth<1, AGG>([&](auto f) { f(tmax); }, k, s_cnt, s_sel, s_sel64);
+    const uint32_t lo = block_kth(has, tmax, k); /* at least k threads have keys: V > k */
     if (tid == 0) *s_n = 0;
     __syncthreads();
 #pragma unroll
@@ -173,8 +176,8 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
     /* every key >= the row's threshold is a candidate: its k-th largest is the candidates' */
     const float ck = tid < m ? s_ck[tid] : 0.f;
     const int ci = tid < m ? s_ci[tid] : 0;
-    const uint32_t t = radix_kth<1, AGG>([&](auto f) { if (tid < m) f(okey(ck)); }, k, s_cnt, s_sel, s_sel64);
-    if (tid == 0) *s_n = 0; /* every thread read m and its candidate before radix_kth's barriers */
+    const uint32_t t = block_kth(tid < m, okey(ck), k);
+    if (tid == 0) *s_n = 0; /* every thread read m and its candidate before block_kth's barriers */
     __syncthreads();
     if (tid < m && okey(ck) >= t) {
         const int at = atomicAdd(s_n, 1);
@@ -211,6 +214,9 @@ __global__ void __launch_bounds__(SMP_THREADS)
     const int sq = blockIdx.x, tid = threadIdx.x;
     const float *row = logits + (int64_t)sq * V;
     int result = -1;
+    /* thread 0's reads of the rng state and the step counter leave now rather than on the path's end */
+    const uint64_t rng0 = tid == 0 && p.temperature > 0.f ? rng[sq] : 0;
+    const int32_t step0 = tid == 0 && hist && step ? *step : 0;
 
     if (p.temperature <= 0.f) {
         /* argmax, first index on ties */
@@ -246,10 +252,10 @@ __global__ void __launch_bounds__(SMP_THREADS)
         /* top-k threshold: the k-th largest key (CAND: with the survivors listed already) */
         uint32_t thr = 0;
         int listed = 0;
-        if (FAST >= 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
-            listed = top_candidates<FAST == 3>(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, s_cnt, &s_sel, &s_sel64, &thr);
+        if (FAST == 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
+            listed = top_candidates(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, &thr);
         if (p.top_k > 0 && p.top_k < V && !listed)
-            thr = radix_kth<FAST ? 1 : 0, FAST == 3>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
+            thr = radix_kth<FAST ? 1 : 0>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
                                           (unsigned)p.top_k, s_cnt, &s_sel, &s_sel64);
         int sorted_done = 0;
         if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
@@ -310,7 +316,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
                 }
                 if (tid == 0) {
                     unsigned long long total = s_cum[keep - 1];
-                    uint64_t st = d_splitmix(rng[sq]);
+                    uint64_t st = d_splitmix(rng0);
                     rng[sq] = st;
                     double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
                     unsigned long long r = (unsigned long long)(u * (double)total);
@@ -396,7 +402,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
         }
         unsigned long long excl = base + incl - local;
         if (tid == 0) {
-            uint64_t st = d_splitmix(rng[sq]);
+            uint64_t st = d_splitmix(rng0);
             rng[sq] = st;
             double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
             unsigned long long r = (unsigned long long)(u * (double)total);
@@ -425,20 +431,19 @@ __global__ void __launch_bounds__(SMP_THREADS)
     }
     if (tid == 0) {
         tok[sq] = result;
-        if (hist) hist[(int64_t)(step ? *step : 0) * n + sq] = result;
+        if (hist) hist[(int64_t)step0 * n + sq] = result;
     }
     TL_END(TL_SAMPLE);
 }
 
 /* sample_kernel's CAND variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: the
- * sampler 30.8 -> 23.9 us inside the graph, 265.6 -> 266.1 tok/s, bench/cuda/NOTES.md 24; FAST
- * against the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST,
- * 3 CAND with AGG */
+ * sampler 30.8 -> 23.9 us inside the graph with radix selects, 265.6 -> 266.1 tok/s, bench/cuda/NOTES.md
+ * 24; FAST against the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST */
 static int sample_fast(void) {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("LOP_CUDA_SAMPLE_FAST");
-        v = e && *e && atoi(e) >= 0 && atoi(e) <= 3 ? atoi(e) : 2;
+        v = e && *e && atoi(e) >= 0 && atoi(e) <= 2 ? atoi(e) : 2;
     }
     return v;
 }
@@ -447,11 +452,11 @@ void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_para
                       int32_t *hist, const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
     int v = fast < 0 ? sample_fast() : fast;
-    /* CAND's kernels only where its list applies (else FAST: the same tokens) */
-    if (v >= 2 && !(p.temperature > 0.f && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS &&
+    /* CAND's kernel only where its list applies (else FAST: the same tokens) */
+    if (v == 2 && !(p.temperature > 0.f && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS &&
                     V <= SMP_THREADS * SMP_KPT))
         v = 1;
-    auto kern = v == 3 ? sample_kernel<3> : v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
+    auto kern = v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
     launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
 
