@@ -431,7 +431,8 @@ static void test_sample(void **st) {
 }
 
 /* The sampler's kernel variants (the first; FAST: bench/cuda/NOTES.md 23; CAND, the default: the
- * top-k survivors from registers, 24) pick the same token with the same draw:
+ * top-k survivors from registers, 24; WARP: CAND with warp 0 doing the rest) pick the same token
+ * with the same draw:
  * LLaMA's vocabulary, 48 rows (some with ties at the top, one flat, one with 2000 ties under ten
  * larger keys: both more than CAND lists, so FAST's path inside CAND's kernel), each setting of the
  * decode benchmark and the distribution test above plus greedy; then vocabularies smaller than the
@@ -440,7 +441,7 @@ static void test_sample_variants(void **st) {
     (void)st;
     NEED_GPU();
     uint64_t s = g_seed ^ 11;
-    enum { NV = 3 }; /* variants */
+    enum { NV = 4 }; /* variants */
     const int vs[4] = {32000, 1000, 40000, 64}, n = 48;
     for (int iv = 0; iv < 4; iv++) {
         const int V = vs[iv];

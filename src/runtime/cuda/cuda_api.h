@@ -42,7 +42,7 @@ lop_status lop_cuda_test_embed(float *x, const float *emb, int vocab, int dim, c
 lop_status lop_cuda_test_attention(float *out, const float *q, const float *K, const float *V, const int32_t *pos, int n,
                                    int ctx, int nh, int nkv, int hd, int kernel, int nsplit, lop_dtype dt);
 /* tokens[s] sampled from logits[s][V] with rng states (advanced in place); variant: the sampler
- * kernel's (0 the first, 1 FAST, 2 CAND; -1 the engine's default, LOP_CUDA_SAMPLE_FAST). */
+ * kernel's (0 the first, 1 FAST, 2 CAND, 3 WARP; -1 the engine's default, LOP_CUDA_SAMPLE_FAST). */
 lop_status lop_cuda_test_sample(int32_t *tokens, const float *logits, int n, int V, float temperature, int top_k,
                                 float top_p, uint64_t *rng, int variant);
 /* out[r][c] = value of the device synthetic fill (rows x cols) in dt, as fp32. */

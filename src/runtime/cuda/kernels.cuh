@@ -103,7 +103,7 @@ typedef struct k_sample_params {
  * (hist may be NULL); rng[s] is the lop_rng state, advanced by one draw when sampling. */
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
               const int32_t *step, cudaStream_t s);
-/* the same with the kernel variant chosen (0, 1 = FAST, 2 = CAND; -1: k_sample's) */
+/* the same with the kernel variant chosen (0, 1 = FAST, 2 = CAND, 3 = WARP; -1: k_sample's) */
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
                       int32_t *hist, const int32_t *step, cudaStream_t s);
 /* ---- scoring ---- */
