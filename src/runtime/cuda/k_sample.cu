@@ -11,11 +11,13 @@
  * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
  * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
  * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double).
- * CAND (variants 2 and 3, with top-k and V <= 32768): the row is read and divided by T once, into
- * registers (FAST does it five times: four radix passes and the compaction), and the radix select
+ * CAND (variant 2, the default; with top-k and V <= 32768): the row is read and divided by T once,
+ * into registers (FAST does it five times: four radix passes and the compaction), and the select
  * runs over two small sets instead of the row: the threads' maxima (their k-th largest is a lower
- * bound of the row's top-k threshold) and the few keys at or above that bound. The same tokens as
- * the other variants; where more than 1024 keys reach the bound (a near-flat row) FAST's path. */
+ * bound of the row's top-k threshold) and the few keys at or above that bound. WARP (variant 3):
+ * the same list, then the rest in warp 0 without block barriers (the sampler's time is its chain of
+ * barriers, bench/cuda/NOTES.md 24). The same tokens as the other variants; where more than 1024
+ * keys reach the bound (a near-flat row) FAST's path. */
 #include <limits.h>
 #include <stdlib.h>
 
