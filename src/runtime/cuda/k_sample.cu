@@ -578,9 +578,10 @@ __global__ void __launch_bounds__(SMP_THREADS)
 }
 
 /* sample_kernel's CAND variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: the
- * sampler 30.8 -> 23.9 us inside the graph with radix selects, 265.6 -> 266.1 tok/s, bench/cuda/NOTES.md
- * 24; FAST against the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST,
- * 3 WARP (CAND with warp 0 doing the work after the list, not yet run on a GPU) */
+ * sampler 30.8 -> 23.9 us inside the graph with radix selects, 22.7 with block_kth; 265.6 -> 266.1
+ * tok/s, and 268.4 against FAST's 268.2 with the ONE attention, bench/cuda/NOTES.md 24; FAST against
+ * the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST, 3 WARP
+ * (CAND with warp 0 doing the work after the list, not yet run on a GPU) */
 static int sample_fast(void) {
     static int v = -1;
     if (v < 0) {
