@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <vector>
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#include "graph_timing.cuh"
 
 __global__ void read_kernel(const uint4 *p, size_t n, unsigned *out) {
     unsigned acc = 0;

@@ -20,19 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <algorithm>
 #include <vector>
 
+#include "graph_timing.cuh"
 #include "runtime/cuda/kernels.cuh"
-
-#define CK(x)                                                                                       \
-    do {                                                                                            \
-        cudaError_t e = (x);                                                                        \
-        if (e != cudaSuccess) {                                                                     \
-            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                                 \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
 
 enum { LAYERS = 16, REPS = 5, DIM = 4096, FFN = 11008, NH = 32, HD = 128, MAX_SEQ = 256, VOCAB = 32000 };
 
@@ -128,37 +119,15 @@ int main(int argc, char **argv) {
         {"gu_swiglu", 2 * FFN, DIM}, {"gu_store", 2 * FFN, DIM}, {"gu_acc", 2 * FFN, DIM}, {"head", VOCAB, DIM}};
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     for (const shape &sh : shapes) {
         if (only && !listed(only, sh.name)) continue;
         const size_t n = (size_t)sh.rows * sh.ldw;
         std::vector<void *> W(LAYERS);
         for (int l = 0; l < LAYERS; l++) W[l] = fill(n, 100 + l);
         CK(cudaDeviceSynchronize());
-        cudaGraph_t g;
-        cudaGraphExec_t ge;
-        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        for (int l = 0; l < LAYERS; l++) launch(C, sh.name, W[l], sh.rows, sh.ldw, s);
-        CK(cudaStreamEndCapture(s, &g));
-        CK(cudaGraphInstantiate(&ge, g, 0));
-        std::vector<float> t;
-        for (int r = 0; r <= REPS; r++) {
-            CK(cudaEventRecord(e0, s));
-            CK(cudaGraphLaunch(ge, s));
-            CK(cudaEventRecord(e1, s));
-            CK(cudaEventSynchronize(e1));
-            float ms;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            if (r) t.push_back(ms);
-        }
-        std::sort(t.begin(), t.end());
-        const double us = t[REPS / 2] * 1000.0 / LAYERS;
+        const double us = graph_us_per_launch(s, LAYERS, REPS, [&](int l) { launch(C, sh.name, W[l], sh.rows, sh.ldw, s); });
         printf("iso_%s_us %.2f\niso_%s_GBps %.0f\n", sh.name, us, sh.name, n * 2.0 / us / 1e3);
         fflush(stdout);
-        CK(cudaGraphExecDestroy(ge));
-        CK(cudaGraphDestroy(g));
         for (void *w : W) CK(cudaFree(w));
     }
     return 0;

@@ -9,20 +9,10 @@
  * checked here (test_cuda compares the variants and the distribution).
  * Build: make build/sample_iso (scripts/gpu_check.sh build); run by scripts/gpu_check.sh iso. */
 #include <stdio.h>
-#include <stdlib.h>
-#include <algorithm>
 #include <vector>
 
+#include "graph_timing.cuh"
 #include "runtime/cuda/kernels.cuh"
-
-#define CK(x)                                                                                       \
-    do {                                                                                            \
-        cudaError_t e = (x);                                                                        \
-        if (e != cudaSuccess) {                                                                     \
-            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                                 \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
 
 enum { VOCAB = 32000, LAUNCHES = 20, REPS = 7 };
 
@@ -52,32 +42,9 @@ int main(void) {
         {"k50_p95_v2048", 2048, {1.f, 50, 0.95f}}, {"p95", VOCAB, {1.f, 0, 0.95f}},
     };
     for (int v = 0; v < 4; v++)
-        for (auto &c : cases) {
-            cudaGraph_t g;
-            cudaGraphExec_t ge;
-            CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
-            for (int l = 0; l < LAUNCHES; l++) k_sample_variant(v, logits, c.V, 1, c.p, rng, tok, NULL, NULL, st);
-            CK(cudaStreamEndCapture(st, &g));
-            CK(cudaGraphInstantiate(&ge, g, 0));
-            cudaEvent_t e0, e1;
-            CK(cudaEventCreate(&e0));
-            CK(cudaEventCreate(&e1));
-            std::vector<float> t;
-            for (int r = 0; r <= REPS; r++) {
-                CK(cudaEventRecord(e0, st));
-                CK(cudaGraphLaunch(ge, st));
-                CK(cudaEventRecord(e1, st));
-                CK(cudaEventSynchronize(e1));
-                float ms;
-                CK(cudaEventElapsedTime(&ms, e0, e1));
-                if (r) t.push_back(ms * 1000.f / LAUNCHES);
-            }
-            std::sort(t.begin(), t.end());
-            printf("sample_%d_%s_us %.2f\n", v, c.name, t[t.size() / 2]);
-            CK(cudaGraphExecDestroy(ge));
-            CK(cudaGraphDestroy(g));
-            CK(cudaEventDestroy(e0));
-            CK(cudaEventDestroy(e1));
-        }
+        for (auto &c : cases)
+            printf("sample_%d_%s_us %.2f\n", v, c.name, graph_us_per_launch(st, LAUNCHES, REPS, [&](int) {
+                       k_sample_variant(v, logits, c.V, 1, c.p, rng, tok, NULL, NULL, st);
+                   }));
     return 0;
 }

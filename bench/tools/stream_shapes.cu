@@ -35,7 +35,7 @@
 #include <algorithm>
 #include <vector>
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#include "graph_timing.cuh"
 
 enum { LAYERS = 16, REPS = 5, THREADS = 128, WARPS = THREADS / 32, U = 4 };
 
@@ -353,31 +353,7 @@ template <typename K> static int resident(K kern) {
 
 /* microseconds per launch: LAYERS launches of one pattern captured in a graph, median of REPS */
 template <typename F> static float us_per_launch(cudaStream_t s, F launch_layer) {
-    cudaGraph_t g;
-    cudaGraphExec_t ge;
-    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int l = 0; l < LAYERS; l++) launch_layer(l);
-    CK(cudaStreamEndCapture(s, &g));
-    CK(cudaGraphInstantiate(&ge, g, 0));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<float> t;
-    for (int r = 0; r < REPS + 1; r++) {
-        CK(cudaEventRecord(a, s));
-        CK(cudaGraphLaunch(ge, s));
-        CK(cudaEventRecord(b, s));
-        CK(cudaEventSynchronize(b));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        if (r >= 1) t.push_back(ms * 1000.f / LAYERS);
-    }
-    std::sort(t.begin(), t.end());
-    CK(cudaGraphExecDestroy(ge));
-    CK(cudaGraphDestroy(g));
-    CK(cudaEventDestroy(a));
-    CK(cudaEventDestroy(b));
-    return t[t.size() / 2];
+    return graph_us_per_launch(s, LAYERS, REPS, launch_layer);
 }
 
 static float half_bits(unsigned short h) { return __half2float(*reinterpret_cast<const __half *>(&h)); }

@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <vector>
 
-#define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e)); exit(1); } } while (0)
+#include "graph_timing.cuh"
 
 enum { STEPS = 1000, REPS = 7, THREADS = 128 };
 
