@@ -257,6 +257,12 @@ __device__ int warp_tail(float *s_ck, int *s_ci, unsigned long long *s_cum, int 
 
 #define SMP_KPT 32 /* keys a thread holds in CAND: rows of up to SMP_THREADS * SMP_KPT = 32768 */
 
+/* where CAND's (and WARP's) list applies when sampling: a top-k the list holds, a row the registers
+ * hold (elsewhere FAST's path, the same tokens) */
+__host__ __device__ static inline bool cand_fits(int V, int top_k) {
+    return top_k > 0 && top_k < V && top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT;
+}
+
 /* CAND: the top-k survivors of the row (keys >= the k-th largest, ties included) compacted into
  * s_ck / s_ci, their count in *s_n, the threshold in *thr; 0 (block-uniform) when more than
  * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path.
@@ -385,7 +391,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
         /* top-k threshold: the k-th largest key (CAND: with the survivors listed already) */
         uint32_t thr = 0;
         int listed = 0;
-        if (FAST >= 2 && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT)
+        if (FAST >= 2 && cand_fits(V, p.top_k))
             listed = top_candidates<FAST == 3>(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, (uint32_t *)s_cum,
                                                &s_sel, &thr);
         int sorted_done = 0;
@@ -397,8 +403,9 @@ __global__ void __launch_bounds__(SMP_THREADS)
             sorted_done = 1;
         }
         if (p.top_k > 0 && p.top_k < V && !listed)
-            thr = radix_kth<FAST ? 1 : 0>([&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); },
-                                          (unsigned)p.top_k, s_cnt, &s_sel, &s_sel64);
+            thr = radix_kth<FAST ? 1 : 0>(
+                [&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); }, (unsigned)p.top_k, s_cnt,
+                &s_sel, &s_sel64);
         if (!sorted_done && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
             /* compact the survivors, sort them like the CPU sampler, walk the list */
             if (!listed) {
@@ -595,10 +602,8 @@ void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_para
                       int32_t *hist, const int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
     int v = fast < 0 ? sample_fast() : fast;
-    /* CAND's and WARP's kernels only where their list applies (else FAST: the same tokens) */
-    if (v >= 2 && !(p.temperature > 0.f && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS &&
-                    V <= SMP_THREADS * SMP_KPT))
-        v = 1;
+    /* CAND's and WARP's kernels only where their list applies */
+    if (v >= 2 && !(p.temperature > 0.f && cand_fits(V, p.top_k))) v = 1;
     auto kern = v == 3 ? sample_kernel<3> : v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
     launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
 }
