@@ -14,9 +14,9 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # name=variables (empty: the defaults). Runs 11 and 15-16 (H200, bench/cuda/NOTES.md 14, 19) measured
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the defaults before 24 (prev: the FAST sampler and the
-# decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), the FAST sampler (fast), WARP (warp, not yet run),
-# and the normalised-input products in blocks of 4 and 16 warps (xw4, xw16) and q/k/v 12 with
-# gate/up 16 (xq12g16; 24: all lost against 8)
+# decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), the FAST sampler
+# (fast), WARP (warp, not yet run), and the normalised-input products in blocks of 4 and 16 warps
+# (xw4, xw16)
 default_sweep="base=;\
 prev=LOP_CUDA_SAMPLE_FAST=1 LOP_CUDA_ATTN_ONE=0;\
 one16=LOP_CUDA_ATTN_ONE=16;\
@@ -24,7 +24,6 @@ fast=LOP_CUDA_SAMPLE_FAST=1;\
 warp=LOP_CUDA_SAMPLE_FAST=3;\
 xw4=LOP_CUDA_XN_WARPS=4;\
 xw16=LOP_CUDA_XN_WARPS=16;\
-xq12g16=LOP_CUDA_XN_WARPS_QKV=12 LOP_CUDA_XN_WARPS_GU=16;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\
 fma=LOP_CUDA_GEMV_MMA=0;\
 fma_novpair=LOP_CUDA_GEMV_MMA=0 LOP_CUDA_VPAIR=0 LOP_CUDA_GEMV_BALANCE=0;\

@@ -506,28 +506,22 @@ static int gemv_acc_variant(void) {
     return v;
 }
 
-/* LOP_CUDA_XN_WARPS: warps per block of the normalised-input products, 8 (default), 12, 16 or 4
- * (GEMV_WARPS, as every other product); LOP_CUDA_XN_WARPS_QKV / _GU set one product's alone
- * (opt-in until measured: bench/cuda/NOTES.md, What to try next) */
-static int xn_warps_env(const char *name, int def) {
-    const int w = env_switch(name, def, GEMV_WARPS, 16);
-    return w == 8 || w == 12 || w == 16 ? w : GEMV_WARPS;
-}
-static int gemv_xn_warps(int mode) {
-    static int qkv = -1, gu = -1;
-    if (qkv < 0) {
-        const int all = xn_warps_env("LOP_CUDA_XN_WARPS", 8);
-        qkv = xn_warps_env("LOP_CUDA_XN_WARPS_QKV", all);
-        gu = xn_warps_env("LOP_CUDA_XN_WARPS_GU", all);
+/* LOP_CUDA_XN_WARPS: warps per block of the normalised-input products, 8 (default), 16 or 4
+ * (GEMV_WARPS, as every other product). Set apart for q/k/v and gate/up (12 or 16 warps) they lost
+ * against 8 for both (bench/cuda/NOTES.md 24; run22-h200/xn-warps-per-product.patch) */
+static int gemv_xn_warps(void) {
+    static int w = -1;
+    if (w < 0) {
+        w = env_switch("LOP_CUDA_XN_WARPS", 8, 4, 16);
+        if (w != 8 && w != 16) w = GEMV_WARPS;
     }
-    return mode == GEMV_SWIGLU ? gu : qkv;
+    return w;
 }
 
-/* the normalised-input product's default loop (XI, tensor cores) in blocks of w warps */
+/* the normalised-input product's default loop (XI, tensor cores) in blocks of w (8 or 16) warps */
 template <typename T, int NB, int MODE>
 static void go_xn_blocks(int w, int items, size_t smem, cudaStream_t s, const k_gemv_phase &a) {
     if (w == 8) go<T, NB, MODE, 4, 2, 1, 1, 8>(items, smem, s, a);
-    else if (w == 12) go<T, NB, MODE, 4, 2, 1, 1, 12>(items, smem, s, a);
     else go<T, NB, MODE, 4, 2, 1, 1, 16>(items, smem, s, a);
 }
 
@@ -545,7 +539,7 @@ static void launch_mode(const k_gemv_phase &a, int nb, cudaStream_t s) {
      * (bench/cuda/NOTES.md 23). The block's sum of squares then adds its partial sums in another
      * grouping than k_rmsnorm's: equal to rounding, not bit-identical. */
     if constexpr (XN != 0) {
-        const int w = gemv_xn_warps(MODE);
+        const int w = gemv_xn_warps();
         if (w != GEMV_WARPS && v == 5 && mm && nb <= 2) {
             if (nb == 1) go_xn_blocks<T, 1, MODE>(w, items, smem, s, a);
             else go_xn_blocks<T, 2, MODE>(w, items, smem, s, a);
