@@ -2,7 +2,8 @@
  * Why two kernels: decode has one query per sequence, so the work is a stream over the cache that
  * must run at memory bandwidth and be spread over enough blocks — one block per (token, KV head,
  * KV chunk), all query heads of the group sharing each K/V row read, 4 warps × 4 keys of loads in
- * flight (16 warps where the context is split over blocks, 8 above head_dim 128), chunks combined
+ * flight (16 warps where the context is split over blocks, 8 above head_dim 128; where a KV head
+ * serves one query head, as in LLaMA-7B, the ONE kernel: 32 warps, keys interleaved), chunks combined
  * by the last block of each group to finish (split-K over the KV length for long contexts; the grid
  * is fixed by max_seq so a captured CUDA graph stays valid as the context grows, and each token's
  * blocks use as many chunks as its context fills with >= 256 keys; no second kernel launch).
