@@ -15,13 +15,15 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # the switches; the list keeps the defaults before them (fma, fma_novpair), one setting of each
 # family that lost and is still in the code, the defaults before 24 (prev: the FAST sampler and the
 # decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), the FAST sampler
-# (fast), WARP (warp, not yet run), and the normalised-input products in blocks of 4 and 16 warps
-# (xw4, xw16)
+# (fast), the normalised-input products in blocks of 4 and 16 warps (xw4, xw16), the LM head's
+# RMSNorm as its own launch (hxn0, the default before 25) and PDL with the GEMVs' late trigger and
+# full grids (pdlnb)
 default_sweep="base=;\
 prev=LOP_CUDA_SAMPLE_FAST=1 LOP_CUDA_ATTN_ONE=0;\
+hxn0=LOP_CUDA_HEAD_XN=0;\
+pdlnb=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_BALANCE=0;\
 one16=LOP_CUDA_ATTN_ONE=16;\
 fast=LOP_CUDA_SAMPLE_FAST=1;\
-warp=LOP_CUDA_SAMPLE_FAST=3;\
 xw4=LOP_CUDA_XN_WARPS=4;\
 xw16=LOP_CUDA_XN_WARPS=16;\
 pf2=LOP_CUDA_PREFETCH_KB=2;\

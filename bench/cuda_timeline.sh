@@ -25,7 +25,7 @@ env "$@" LOP_TIMELINE="$raw" LOP_TIMELINE_STEP=${TL_STEP:-64} "$B/lop" -q genera
 tail -n +2 "$raw" | sort -t, -k5,5n | awk -F, -v launches="$out/launches-$name.txt" '
 function kname(k, prev) {
     if (k == 1) return "embed"; if (k == 2) return "rmsnorm"; if (k == 3) return "attention";
-    if (k == 4) return "sample"; if (k == 5) return "advance";
+    if (k == 4) return "sample";
     if (k == 16 || k == 17) return "head";
     if (k == 18 || k == 19) return prev == "gate_up" ? "down" : "o";
     if (k == 20 || k == 21) return "gate_up"; if (k == 22 || k == 23) return "qkv";

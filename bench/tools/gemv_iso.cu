@@ -10,7 +10,7 @@
  *   qkv_rope_xn:    GEMV_ROPE with the RMSNorm prologue (the decode's q/k/v), qkv_rope: the same
  *                   reading a normalised X, qkv_store / qkv_acc: the same rows as single-row items;
  *   gu_swiglu_xn:   GEMV_SWIGLU with the prologue (the decode's gate/up), gu_swiglu, gu_store, gu_acc;
- *   head:           GEMV_STORE over 32000 rows.
+ *   head:           GEMV_STORE over 32000 rows, head_xn: the same with the prologue (the decode's).
  * The engine switches are read from the environment once per process (LOP_CUDA_GEMV=..., as in the
  * b1 sweep), so scripts/gpu_check.sh runs this once per setting. Prints "iso_<case>_us" and
  * "iso_<case>_GBps" (weight bytes / time). Weights are random fp16 in [-1/64, 1/64); no result is
@@ -67,11 +67,13 @@ static void launch(const ctx &C, const char *c, const void *W, int rows, int ldw
     else if (!strcmp(c, "qkv_rope"))
         k_gemv(W, ldw, LOP_F16, rows, C.X, FFN, 1, GEMV_ROPE, NULL, 0, NULL, NULL, 0, &C.ra, s);
     else if (!strcmp(c, "qkv_rope_xn"))
-        k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_ROPE, NULL, 0, NULL, &C.ra, s);
+        k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_ROPE, NULL, 0, NULL, 0, NULL, &C.ra, s);
     else if (!strcmp(c, "gu_swiglu"))
         k_gemv(W, ldw, LOP_F16, rows, C.X, FFN, 1, GEMV_SWIGLU, NULL, 0, NULL, C.H, FFN, NULL, s);
     else if (!strcmp(c, "gu_swiglu_xn"))
-        k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_SWIGLU, C.H, FFN, NULL, NULL, s);
+        k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_SWIGLU, NULL, 0, C.H, FFN, NULL, NULL, s);
+    else if (!strcmp(c, "head_xn"))
+        k_gemv_xnorm(W, ldw, LOP_F16, rows, &C.xn, 1, GEMV_STORE, C.Y, VOCAB, NULL, 0, NULL, NULL, s);
 }
 
 /* whether `name` is one of the comma-separated names in `list` (whole names: "qkv_rope" does not
@@ -116,7 +118,8 @@ int main(int argc, char **argv) {
     struct shape { const char *name; int rows, ldw; } shapes[] = {
         {"o", DIM, DIM}, {"down", DIM, FFN}, {"qkv_rope_xn", 3 * DIM, DIM}, {"qkv_rope", 3 * DIM, DIM},
         {"qkv_store", 3 * DIM, DIM}, {"qkv_acc", 3 * DIM, DIM}, {"gu_swiglu_xn", 2 * FFN, DIM},
-        {"gu_swiglu", 2 * FFN, DIM}, {"gu_store", 2 * FFN, DIM}, {"gu_acc", 2 * FFN, DIM}, {"head", VOCAB, DIM}};
+        {"gu_swiglu", 2 * FFN, DIM}, {"gu_store", 2 * FFN, DIM}, {"gu_acc", 2 * FFN, DIM}, {"head", VOCAB, DIM},
+        {"head_xn", VOCAB, DIM}};
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     for (const shape &sh : shapes) {

@@ -5,7 +5,7 @@
  * top-k alone (p = 1: no top-p walk), the benchmark's top-k 50 / top-p 0.95, and the same over a
  * 2048-token row (the row's loads and divisions mostly gone). Each: 20 launches on one 32000-logit
  * row (random, as a random 7B model's) captured in a CUDA graph, median of 7 replays after one,
- * per variant (0 the first, 1 FAST, 2 CAND, 3 WARP). Prints "sample_<variant>_<case>_us". No result is
+ * per variant (0 the first, 1 FAST, 2 CAND). Prints "sample_<variant>_<case>_us". No result is
  * checked here (test_cuda compares the variants and the distribution).
  * Build: make build/sample_iso (scripts/gpu_check.sh build); run by scripts/gpu_check.sh iso. */
 #include <stdio.h>
@@ -41,10 +41,10 @@ int main(void) {
         {"greedy", VOCAB, {0.f, 0, 1.f}},      {"k50", VOCAB, {1.f, 50, 1.f}},     {"k50_p95", VOCAB, {1.f, 50, 0.95f}},
         {"k50_p95_v2048", 2048, {1.f, 50, 0.95f}}, {"p95", VOCAB, {1.f, 0, 0.95f}},
     };
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < 3; v++)
         for (auto &c : cases)
             printf("sample_%d_%s_us %.2f\n", v, c.name, graph_us_per_launch(st, LAUNCHES, REPS, [&](int) {
-                       k_sample_variant(v, logits, c.V, 1, c.p, rng, tok, NULL, NULL, st);
+                       k_sample_variant(v, logits, c.V, 1, c.p, rng, tok, NULL, NULL, NULL, st);
                    }));
     return 0;
 }

@@ -30,6 +30,9 @@ lop_status lop_cuda_test_linear(float *Y, const float *X, const float *W, const 
  * GEMV (n <= 4, in % 8 == 0) that replaces the RMSNorm launch at small batch. */
 lop_status lop_cuda_test_swiglu_xnorm(float *h, const float *x, const float *nw, float eps, const float *W,
                                       const float *bias, int n, int f, int in, lop_dtype dt);
+/* y[n][out] = W [out][in] applied to T(rmsnorm(x) * nw): the LM head's normalised-input GEMV (n <= 2) */
+lop_status lop_cuda_test_store_xnorm(float *y, const float *x, const float *nw, float eps, const float *W, int n,
+                                     int out, int in, lop_dtype dt);
 /* q [n][nh*hd] and k,v [n][nkv*hd] rows of a packed qkv (+bias) -> rotated q (fp32) and the K/V
  * cache rows (fp16, read back as fp32) of token i at position pos[i] (one sequence slot). */
 lop_status lop_cuda_test_rope(float *q_out, float *k_out, float *v_out, const float *qkv, const float *bias,
@@ -42,7 +45,7 @@ lop_status lop_cuda_test_embed(float *x, const float *emb, int vocab, int dim, c
 lop_status lop_cuda_test_attention(float *out, const float *q, const float *K, const float *V, const int32_t *pos, int n,
                                    int ctx, int nh, int nkv, int hd, int kernel, int nsplit, lop_dtype dt);
 /* tokens[s] sampled from logits[s][V] with rng states (advanced in place); variant: the sampler
- * kernel's (0 the first, 1 FAST, 2 CAND, 3 WARP; -1 the engine's default, LOP_CUDA_SAMPLE_FAST). */
+ * kernel's (0 the first, 1 FAST, 2 CAND; -1 the engine's default, LOP_CUDA_SAMPLE_FAST). */
 lop_status lop_cuda_test_sample(int32_t *tokens, const float *logits, int n, int V, float temperature, int top_k,
                                 float top_p, uint64_t *rng, int variant);
 /* out[r][c] = value of the device synthetic fill (rows x cols) in dt, as fp32. */

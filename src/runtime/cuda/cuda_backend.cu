@@ -601,7 +601,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                                   be->q, L->kc, L->vc};
                 k_xnorm_args xa = {be->x, L->attn_norm, be->eps, be->dim};
                 if (xn)
-                    k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, &ra, s);
+                    k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, 0, NULL, &ra, s);
                 else
                     k_gemv(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_ROPE, NULL, 0, NULL,
                            NULL, 0, &ra, s);
@@ -631,7 +631,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             TRACE(be, PH_NORM, PH_GATEUP);
             if (xn) {
                 k_xnorm_args xa = {be->x, L->ffn_norm, be->eps, be->dim};
-                k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, be->h, lop_pad8(L->f), L->bgu,
+                k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, NULL, 0, be->h, lop_pad8(L->f), L->bgu,
                              NULL, s);
             } else {
                 LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
@@ -650,6 +650,14 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
 /* logits rows [nr][V] at dst for residual rows d_rows (NULL: rows 0..nr-1) */
 static lop_status run_head(lop_backend *be, const int32_t *d_rows, int nr, const float *pending, float *dst) {
     TRACE(be, PH_NONE, PH_HEAD);
+    if (!d_rows && xnorm_here(be, nr, pending) && k_gemv_xnorm_store_ok(nr)) { /* the RMSNorm in the head's prologue */
+        k_xnorm_args xa = {be->x, be->out_norm, be->eps, be->dim};
+        k_gemv_xnorm(be->head, be->ld_dim, be->dt, be->V, &xa, nr, GEMV_STORE, dst, be->V, NULL, 0, NULL, NULL,
+                     be->stream);
+        CK(cudaGetLastError());
+        TRACE(be, PH_HEAD, PH_NONE);
+        return LOP_OK;
+    }
     k_rmsnorm(be->x, pending, be->out_norm, d_rows, nr, be->dim, be->eps, be->xb, be->ld_dim, be->dt, be->stream);
     const float *none = NULL;
     lop_status st = mm(be, be->head, be->ld_dim, be->V, be->xb, be->ld_dim, nr, GEMV_STORE, dst, be->V, NULL, NULL, 0, &none);
@@ -769,8 +777,7 @@ static lop_status enqueue_step(lop_backend *be, int n, k_sample_params sp) {
     LOP_TRY(run_layers(be, n, 1, 0, &pending));
     LOP_TRY(run_head(be, NULL, n, pending, be->logits));
     TRACE(be, PH_NONE, PH_SAMPLE);
-    k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, be->d_step, be->stream);
-    k_advance(be->d_pos, n, be->d_step, be->stream);
+    k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, be->d_pos, be->d_step, be->stream);
     TRACE(be, PH_SAMPLE, PH_NONE);
     CK(cudaGetLastError());
     return LOP_OK;
@@ -854,10 +861,9 @@ static lop_status cu_decode(lop_backend *be, const lop_decode_req *r) {
         cudaError_t e = cudaMemcpyAsync(be->d_rng, r->rng_state, (size_t)n * 8, cudaMemcpyHostToDevice, s);
         if (e == cudaSuccess) e = cudaMemcpyAsync(be->d_pos, pos0, (size_t)n * 4, cudaMemcpyHostToDevice, s);
         if (e == cudaSuccess) e = cudaMemcpyAsync(be->d_seq, pos0 + n, (size_t)n * 4, cudaMemcpyHostToDevice, s);
-        if (e == cudaSuccess) e = cudaMemsetAsync(be->d_step, 0, 4, s);
+        if (e == cudaSuccess) e = cudaMemsetAsync(be->d_step, 0, 8, s); /* the step and k_sample's counter */
         if (e == cudaSuccess) {
-            k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, be->d_step, s);
-            k_advance(NULL, 0, be->d_step, s);
+            k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, NULL, be->d_step, s);
             e = cudaGetLastError();
         }
         if (e == cudaSuccess) e = cudaMemcpyAsync(be->h_hist, be->d_hist, (size_t)n * 4, cudaMemcpyDeviceToHost, s);

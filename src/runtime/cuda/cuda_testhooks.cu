@@ -161,9 +161,27 @@ extern "C" lop_status lop_cuda_test_swiglu_xnorm(float *h, const float *x, const
     void *dH = dalloc(&a, (size_t)n * ldh * 2);
     if (a.err == cudaSuccess) {
         k_xnorm_args xa = {dx, dw, eps, in};
-        k_gemv_xnorm(dW, ld, dt, 2 * f, &xa, n, GEMV_SWIGLU, dH, ldh, db, NULL, 0);
+        k_gemv_xnorm(dW, ld, dt, 2 * f, &xa, n, GEMV_SWIGLU, NULL, 0, dH, ldh, db, NULL, 0);
     }
     h32(&a, h, dH, n, f, ldh, dt);
+    return finish(&a);
+}
+
+extern "C" lop_status lop_cuda_test_store_xnorm(float *y, const float *x, const float *nw, float eps, const float *W,
+                                                 int n, int out, int in, lop_dtype dt) {
+    if (n < 1 || n > 2 || !k_gemv_xnorm_ok(n, in, lop_pad8(in)))
+        return lop_fail(LOP_ERR_ARG, "normalised-input store GEMV does not take %d x %d", n, in);
+    arena a = {};
+    int ld = lop_pad8(in);
+    void *dW = d16(&a, W, out, in, ld, dt);
+    float *dx = (float *)dcopy(&a, x, (size_t)n * in * 4);
+    float *dw = (float *)dcopy(&a, nw, (size_t)in * 4);
+    float *dY = (float *)dalloc(&a, (size_t)n * out * 4);
+    if (a.err == cudaSuccess) {
+        k_xnorm_args xa = {dx, dw, eps, in};
+        k_gemv_xnorm(dW, ld, dt, out, &xa, n, GEMV_STORE, dY, out, NULL, 0, NULL, NULL, 0);
+    }
+    h32(&a, y, dY, n, out, out, LOP_F32);
     return finish(&a);
 }
 
@@ -298,7 +316,7 @@ extern "C" lop_status lop_cuda_test_sample(int32_t *tokens, const float *logits,
     uint64_t *dr = (uint64_t *)dcopy(&a, rng, (size_t)n * 8);
     int32_t *dt = (int32_t *)dalloc(&a, (size_t)n * 4);
     k_sample_params p = {temperature, top_k, top_p};
-    if (a.err == cudaSuccess) k_sample_variant(variant, dl, V, n, p, dr, dt, NULL, NULL, 0);
+    if (a.err == cudaSuccess) k_sample_variant(variant, dl, V, n, p, dr, dt, NULL, NULL, NULL, 0);
     if (a.err == cudaSuccess) {
         cudaError_t e = cudaMemcpy(tokens, dt, (size_t)n * 4, cudaMemcpyDeviceToHost);
         if (e == cudaSuccess) e = cudaMemcpy(rng, dr, (size_t)n * 8, cudaMemcpyDeviceToHost);

@@ -11,10 +11,14 @@
 
 #include <stdlib.h>
 
-/* PDL measured slower than plain graph launches on an H200 (bench/cuda/NOTES.md): opt-in. */
+/* PDL measured slower than plain graph launches on an H200 (bench/cuda/NOTES.md): opt-in,
+ * LOP_CUDA_PDL=1 (0 or unset: off) */
 int lop_cuda_pdl(void) {
     static int on = -1;
-    if (on < 0) on = getenv("LOP_CUDA_PDL") && !getenv("LOP_CUDA_TRACE") ? 1 : 0;
+    if (on < 0) {
+        const char *e = getenv("LOP_CUDA_PDL");
+        on = e && atoi(e) > 0 && !getenv("LOP_CUDA_TRACE") ? 1 : 0;
+    }
     return on;
 }
 

@@ -29,10 +29,11 @@
  * run on the tensor cores (LOP_CUDA_GEMV_MMA, default on): the FMA work between one round of loads
  * and the next was what held the stream below the flat sweep's rate (bench/cuda/NOTES.md, 19).
  * Normalised input (XN, 1..4 tokens; LOP_CUDA_XNORM=0 turns it off): the q/k/v and gate/up products
- * read the fp32 residual stream itself and every block applies the RMSNorm in its prologue (sum of
- * squares, then x * rstd * w rounded to T into shared memory, as k_rmsnorm writes it), so the two
- * RMSNorm launches of a layer disappear. (A prologue that waited on L2 once instead of four times,
- * x by cp.async into 16 KB more shared memory a block, lost: bench/cuda/NOTES.md, 23.) */
+ * (and at 1-2 tokens the LM head) read the fp32 residual stream itself and every block applies the
+ * RMSNorm in its prologue (sum of squares, then x * rstd * w rounded to T into shared memory, as
+ * k_rmsnorm writes it), so the two RMSNorm launches of a layer (and the head's) disappear. (A
+ * prologue that waited on L2 once instead of four times, x by cp.async into 16 KB more shared memory
+ * a block, lost: bench/cuda/NOTES.md, 23.) */
 #include "runtime/cuda/common.cuh"
 #include "runtime/cuda/kernels.cuh"
 
@@ -598,15 +599,31 @@ int k_gemv_xnorm_enabled(void) {
     return on;
 }
 
-void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
-                  int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s) {
+/* The LM head with its RMSNorm in the prologue (GEMV_STORE): the head's own loop (variant 2 on the
+ * tensor cores, as k_gemv runs it) in blocks of 8 warps, 1-2 tokens. It saves the k_rmsnorm launch
+ * before the head: 7B batch 1 on the H200 271.4 tok/s against 270.9 (bench/cuda/NOTES.md 25);
+ * LOP_CUDA_HEAD_XN=0 turns it off */
+static int gemv_head_xn(void) {
+    static int on = -1;
+    if (on < 0) on = env_switch("LOP_CUDA_HEAD_XN", 1, 0, 1);
+    return on;
+}
+int k_gemv_xnorm_store_ok(int nb) {
+    return gemv_head_xn() && nb >= 1 && nb <= 2 && gemv_mma() >= 1 && gemv_acc_variant() == 7;
+}
+
+void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, float *Y,
+                  int ldy, void *H, int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s) {
     if (nb <= 0 || rows <= 0) return;
     k_gemv_phase a = {};
-    a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.bias = bias, a.H = H, a.ldh = ldh, a.xn = *xn;
+    a.mode = mode, a.W = W, a.ldw = ldw, a.rows = rows, a.ldx = ldw, a.Y = Y, a.ldy = ldy, a.bias = bias, a.H = H,
+    a.ldh = ldh, a.xn = *xn;
     a.pf_lines = gemv_prefetch_lines();
     if (rope) a.ra = *rope, a.ra.vpair = gemv_vpair();
     LOP_DISPATCH_T(dt, {
         if (mode == GEMV_SWIGLU) launch_mode<T, GEMV_SWIGLU, 1>(a, nb, s);
-        else launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
+        else if (mode == GEMV_ROPE) launch_mode<T, GEMV_ROPE, 1>(a, nb, s);
+        else if (nb == 1) go<T, 1, GEMV_STORE, 4, 1, 1, 1, 8>(rows, (size_t)ldw * sizeof(T), s, a);
+        else if (nb == 2) go<T, 2, GEMV_STORE, 4, 1, 1, 1, 8>(rows, (size_t)2 * ldw * sizeof(T), s, a);
     });
 }

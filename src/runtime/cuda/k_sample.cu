@@ -14,10 +14,8 @@
  * CAND (variant 2, the default; with top-k and V <= 32768): the row is read and divided by T once,
  * into registers (FAST does it five times: four radix passes and the compaction), and the select
  * runs over two small sets instead of the row: the threads' maxima (their k-th largest is a lower
- * bound of the row's top-k threshold) and the few keys at or above that bound. WARP (variant 3):
- * the same list, then the rest in warp 0 without block barriers (the sampler's time is its chain of
- * barriers, bench/cuda/NOTES.md 24). The same tokens as the other variants; where more than 1024
- * keys reach the bound (a near-flat row) FAST's path. */
+ * bound of the row's top-k threshold) and the few keys at or above that bound. The same tokens as
+ * the other variants; where more than 1024 keys reach the bound (a near-flat row) FAST's path. */
 #include <limits.h>
 #include <stdlib.h>
 
@@ -133,7 +131,9 @@ __device__ uint32_t radix_kth(Each each, unsigned int k, unsigned int *s_cnt, ui
  * replaced radix_kth in CAND (no shared atomics, whose first passes hit one counter: keys this
  * close share their top bits) and gained nothing: 20.65 against 21.3 us alone (sample_iso,
  * bench/cuda/NOTES.md 24), as the sampler's time goes in its ~100 block-wide barriers (~0.12 us
- * each with 1024 threads), not in what runs between them; WARP (variant 3) drops most of them. */
+ * each with 1024 threads), not in what runs between them. Doing CAND's bound and everything after
+ * the candidate list in warp 0 with __syncwarp instead (a warp-0 tail) lost: 32.6 against 20.6 us
+ * alone (NOTES 25). */
 __device__ uint32_t block_kth(bool has, uint32_t u, unsigned int k) {
     uint32_t t = 0;
     for (int b = 31; b >= 0; b--) {
@@ -143,134 +143,19 @@ __device__ uint32_t block_kth(bool has, uint32_t u, unsigned int k) {
     return t;
 }
 
-/* The same by one warp over get(0..cnt-1) (cnt >= k), no block barriers: each lane counts its
- * share against each bit; the bits above the highest one where the largest and the smallest key
- * differ are every key's, so the walk starts below them. Every lane returns the answer. */
-template <typename Get>
-__device__ uint32_t warp_kth(Get get, int cnt, unsigned int k) {
-    const int lane = threadIdx.x & 31;
-    uint32_t hi = 0, lo = 0xffffffffu;
-#pragma unroll 4 /* not 32: the caller's keys are still in registers */
-    for (int i = lane; i < cnt; i += 32) {
-        const uint32_t v = get(i);
-        hi = max(hi, v), lo = min(lo, v);
-    }
-    hi = __reduce_max_sync(0xffffffffu, hi), lo = __reduce_min_sync(0xffffffffu, lo);
-    if (hi == lo) return hi;
-    const int top = 31 - __clz(hi ^ lo);
-    uint32_t t = top == 31 ? 0u : hi & ~((2u << top) - 1u);
-    for (int b = top; b >= 0; b--) {
-        const uint32_t c = t | (1u << b);
-        unsigned int n = 0;
-#pragma unroll 4
-        for (int i = lane; i < cnt; i += 32) n += get(i) >= c;
-        if (__reduce_add_sync(0xffffffffu, n) >= k) t = c;
-    }
-    return t;
-}
-
-/* WARP's tail, by warp 0 alone after the candidates are listed (m <= SMP_THREADS in s_ck / s_ci):
- * the row's top-k threshold (the candidates' k-th largest), the survivors compacted in place,
- * sorted, their fixed-point masses summed, top-p and the draw -- the same steps, integers and
- * order as the block's sorted path (so the same token and draw), with __syncwarp for barriers.
- * Lane 0 returns the token and advances the rng state (rng0: thread 0's copy of it). */
-__device__ int warp_tail(float *s_ck, int *s_ci, unsigned long long *s_cum, int m, unsigned int k, float top_p,
-                         uint64_t rng0, uint64_t *rng_out) {
-    const int lane = threadIdx.x & 31;
-    const uint32_t thr = warp_kth([&](int i) { return okey(s_ck[i]); }, m, k);
-    /* survivors in place: a chunk's reads before its writes, writes never past its reads */
-    int n = 0;
-    for (int base = 0; base < m; base += 32) {
-        const int i = base + lane;
-        const float ck = i < m ? s_ck[i] : 0.f;
-        const int ci = i < m ? s_ci[i] : 0;
-        const bool keep = i < m && okey(ck) >= thr;
-        const unsigned int b = __ballot_sync(0xffffffffu, keep);
-        __syncwarp();
-        if (keep) {
-            const int at = n + __popc(b & ((1u << lane) - 1u));
-            s_ck[at] = ck, s_ci[at] = ci;
-        }
-        n += __popc(b);
-        __syncwarp();
-    }
-    int np = 2;
-    while (np < n) np <<= 1;
-    for (int i = n + lane; i < np; i += 32) s_ck[i] = -INFINITY, s_ci[i] = INT_MAX;
-    __syncwarp();
-    for (int k2 = 2; k2 <= np; k2 <<= 1)
-        for (int jj = k2 >> 1; jj > 0; jj >>= 1) {
-            for (int t = lane; t < np; t += 32) {
-                const int o = t ^ jj;
-                if (o > t) {
-                    const float a = s_ck[t], bb = s_ck[o];
-                    const int ia = s_ci[t], ib = s_ci[o];
-                    const bool a_first = a > bb || (a == bb && ia < ib);
-                    const bool up = (t & k2) == 0;
-                    if (up ? !a_first : a_first) s_ck[t] = bb, s_ck[o] = a, s_ci[t] = ib, s_ci[o] = ia;
-                }
-            }
-            __syncwarp();
-        }
-    /* inclusive sums of the masses: each lane a run of e entries, then a scan over the lanes */
-    const int e = (n + 31) / 32, i0 = min(n, lane * e), i1 = min(n, i0 + e);
-    const float top = s_ck[0];
-    unsigned long long run = 0;
-    for (int i = i0; i < i1; i++) run += (unsigned long long)(expf(s_ck[i] - top) * SMP_ONE);
-    unsigned long long incl = run;
-    for (int o = 1; o < 32; o <<= 1) {
-        const unsigned long long v = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += v;
-    }
-    unsigned long long acc = incl - run;
-    for (int i = i0; i < i1; i++) s_cum[i] = acc += (unsigned long long)(expf(s_ck[i] - top) * SMP_ONE);
-    __syncwarp();
-    /* the first index whose sum reaches / passes a target, over the first `within` entries */
-    auto first = [&](int within, auto hit) {
-        for (int base = 0; base < within; base += 32) {
-            const int i = base + lane;
-            const unsigned int b = __ballot_sync(0xffffffffu, i < within && hit(s_cum[i]));
-            if (b) return base + __ffs(b) - 1;
-        }
-        return -1;
-    };
-    int keep = n;
-    if (top_p > 0.f && top_p < 1.f) {
-        const double target = (double)top_p * (double)s_cum[n - 1];
-        const int f = first(n, [&](unsigned long long c) { return (double)c >= target; });
-        if (f >= 0) keep = f + 1;
-    }
-    unsigned long long r = 0;
-    if (lane == 0) {
-        const unsigned long long total = s_cum[keep - 1];
-        const uint64_t st = d_splitmix(rng0);
-        *rng_out = st;
-        const double u = (double)(st >> 11) * (1.0 / 9007199254740992.0);
-        r = (unsigned long long)(u * (double)total);
-        if (total == 0) r = 0;
-        else if (r >= total) r = total - 1;
-    }
-    r = __shfl_sync(0xffffffffu, r, 0);
-    const int at = first(keep, [&](unsigned long long c) { return c > r; });
-    return s_ci[at < 0 ? 0 : at];
-}
-
 #define SMP_KPT 32 /* keys a thread holds in CAND: rows of up to SMP_THREADS * SMP_KPT = 32768 */
 
-/* where CAND's (and WARP's) list applies when sampling: a top-k the list holds, a row the registers
- * hold (elsewhere FAST's path, the same tokens) */
+/* where CAND's list applies when sampling: a top-k the list holds, a row the registers hold
+ * (elsewhere FAST's path, the same tokens) */
 __host__ __device__ static inline bool cand_fits(int V, int top_k) {
     return top_k > 0 && top_k < V && top_k <= SMP_THREADS && V <= SMP_THREADS * SMP_KPT;
 }
 
 /* CAND: the top-k survivors of the row (keys >= the k-th largest, ties included) compacted into
  * s_ck / s_ci, their count in *s_n, the threshold in *thr; 0 (block-uniform) when more than
- * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path.
- * WARP: the bound by warp 0 (s_tm: 1024 words of scratch, s_lo: one), and only the candidates
- * listed (warp_tail selects from them). */
-template <int WARP>
+ * SMP_THREADS keys reach the first bound (a near-flat row), and the caller takes the row's path. */
 __device__ int top_candidates(const float *row, int V, float T, unsigned int k, float *s_ck, int *s_ci, int *s_n,
-                              uint32_t *s_tm, uint32_t *s_lo, uint32_t *thr) {
+                              uint32_t *thr) {
     const int tid = threadIdx.x;
     float key[SMP_KPT];
 #pragma unroll
@@ -284,22 +169,9 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
     for (int j = 0; j < SMP_KPT; j++)
         if (tid + j * SMP_THREADS < V) tmax = max(tmax, okey(key[j])), has = true;
     /* the maxima are keys of the row, so their k-th largest is at most the row's */
-    uint32_t lo;
-    if (WARP) {
-        s_tm[tid] = has ? tmax : 0u; /* 0: below every bit the walk tests, as block_kth leaves it out */
-        if (tid == 0) *s_n = 0;
-        __syncthreads();
-        if (tid < 32) {
-            const uint32_t w = warp_kth([&](int i) { return s_tm[i]; }, SMP_THREADS, k);
-            if (tid == 0) *s_lo = w;
-        }
-        __syncthreads();
-        lo = *s_lo;
-    } else {
-        lo = block_kth(has, tmax, k); /* at least k threads have keys: V > k */
-        if (tid == 0) *s_n = 0;
-        __syncthreads();
-    }
+    const uint32_t lo = block_kth(has, tmax, k); /* at least k threads have keys: V > k */
+    if (tid == 0) *s_n = 0;
+    __syncthreads();
 #pragma unroll
     for (int j = 0; j < SMP_KPT; j++) {
         const int i = tid + j * SMP_THREADS;
@@ -311,7 +183,6 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
     __syncthreads();
     const int m = *s_n;
     if (m > SMP_THREADS) return 0;
-    if (WARP) return 1;
     /* every key >= the row's threshold is a candidate: its k-th largest is the candidates' */
     const float ck = tid < m ? s_ck[tid] : 0.f;
     const int ci = tid < m ? s_ci[tid] : 0;
@@ -335,7 +206,7 @@ __device__ int top_candidates(const float *row, int V, float T, unsigned int k, 
 template <int FAST>
 __global__ void __launch_bounds__(SMP_THREADS)
     sample_kernel(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
-                  const int32_t *step) {
+                  int32_t *pos, int32_t *step) {
     __shared__ unsigned long long s_hist[256];
     __shared__ unsigned int s_cnt[256];
     __shared__ unsigned long long s_u64[32];
@@ -391,22 +262,14 @@ __global__ void __launch_bounds__(SMP_THREADS)
         /* top-k threshold: the k-th largest key (CAND: with the survivors listed already) */
         uint32_t thr = 0;
         int listed = 0;
-        if (FAST >= 2 && cand_fits(V, p.top_k))
-            listed = top_candidates<FAST == 3>(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, (uint32_t *)s_cum,
-                                               &s_sel, &thr);
-        int sorted_done = 0;
-        if (FAST == 3 && listed) { /* WARP: the rest in warp 0 */
-            if (tid < 32) {
-                const int r = warp_tail(s_ck, s_ci, s_cum, s_n, (unsigned)p.top_k, p.top_p, rng0, rng + sq);
-                if (tid == 0) result = r;
-            }
-            sorted_done = 1;
-        }
+        if (FAST == 2 && cand_fits(V, p.top_k))
+            listed = top_candidates(row, V, T, (unsigned)p.top_k, s_ck, s_ci, &s_n, &thr);
         if (p.top_k > 0 && p.top_k < V && !listed)
             thr = radix_kth<FAST ? 1 : 0>(
                 [&](auto f) { for (int i = tid; i < V; i += SMP_THREADS) f(okey(row[i] / T)); }, (unsigned)p.top_k, s_cnt,
                 &s_sel, &s_sel64);
-        if (!sorted_done && p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
+        int sorted_done = 0;
+        if (p.top_k > 0 && p.top_k < V && p.top_k <= SMP_THREADS) {
             /* compact the survivors, sort them like the CPU sampler, walk the list */
             if (!listed) {
                 if (tid == 0) s_n = 0;
@@ -580,6 +443,13 @@ __global__ void __launch_bounds__(SMP_THREADS)
     if (tid == 0) {
         tok[sq] = result;
         if (hist) hist[(int64_t)step0 * n + sq] = result;
+        if (pos) pos[sq] += 1;
+        /* the step counter moves once every row has read it: by the last block to get here, counted in
+         * step[1] (which it leaves at zero for the next launch) */
+        if (step && atomicAdd(reinterpret_cast<unsigned int *>(step + 1), 1u) == (unsigned int)n - 1) {
+            step[1] = 0;
+            step[0] += 1;
+        }
     }
     TL_END(TL_SAMPLE);
 }
@@ -587,41 +457,29 @@ __global__ void __launch_bounds__(SMP_THREADS)
 /* sample_kernel's CAND variant is the default (7B batch 1 on the H200, top-k 50 / top-p 0.95: the
  * sampler 30.8 -> 23.9 us inside the graph with radix selects, 22.7 with block_kth; 265.6 -> 266.1
  * tok/s, and 268.4 against FAST's 268.2 with the ONE attention, bench/cuda/NOTES.md 24; FAST against
- * the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST, 3 WARP
- * (CAND with warp 0 doing the work after the list, not yet run on a GPU) */
+ * the first: 251.0 against 249.7, 23); LOP_CUDA_SAMPLE_FAST=0 runs the first one, 1 FAST */
 static int sample_fast(void) {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("LOP_CUDA_SAMPLE_FAST");
-        v = e && *e && atoi(e) >= 0 && atoi(e) <= 3 ? atoi(e) : 2;
+        v = e && *e && atoi(e) >= 0 && atoi(e) <= 2 ? atoi(e) : 2;
     }
     return v;
 }
 
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
-                      int32_t *hist, const int32_t *step, cudaStream_t s) {
+                      int32_t *hist, int32_t *pos, int32_t *step, cudaStream_t s) {
     if (n <= 0) return;
     int v = fast < 0 ? sample_fast() : fast;
-    /* CAND's and WARP's kernels only where their list applies */
-    if (v >= 2 && !(p.temperature > 0.f && cand_fits(V, p.top_k))) v = 1;
-    auto kern = v == 3 ? sample_kernel<3> : v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
-    launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, step);
+    /* CAND's kernel only where its list applies (else FAST: the same tokens) */
+    if (v == 2 && !(p.temperature > 0.f && cand_fits(V, p.top_k))) v = 1;
+    auto kern = v == 2 ? sample_kernel<2> : v == 1 ? sample_kernel<1> : sample_kernel<0>;
+    launch_k(kern, n, SMP_THREADS, 0, s, logits, V, n, p, rng, tok, hist, pos, step);
 }
 
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
-              const int32_t *step, cudaStream_t s) {
-    k_sample_variant(-1, logits, V, n, p, rng, tok, hist, step, s);
+              int32_t *pos, int32_t *step, cudaStream_t s) {
+    k_sample_variant(-1, logits, V, n, p, rng, tok, hist, pos, step, s);
 }
 
 LOP_TL_TU(sample)
-
-__global__ void advance_kernel(int32_t *pos, int n, int32_t *step) {
-    TL_BEGIN();
-    pdl_trigger();
-    pdl_wait();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) pos[i] += 1;
-    if (threadIdx.x == 0 && step) *step += 1;
-    TL_END(TL_ADVANCE);
-}
-
-void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s) { launch_k(advance_kernel, 1, 256, 0, s, pos, n, step); }

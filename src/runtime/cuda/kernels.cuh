@@ -57,8 +57,9 @@ typedef struct k_rope_args {
  *                with g = W[j]·X[b], u = W[f+j]·X[b], bias = [bg | bu] or NULL; j in [f, pad8(f)) -> 0
  *   GEMV_ROPE:   W = [wq | wk | wv] rows; the products go through bias and RoPE into rope->q and the
  *                K/V cache exactly as k_rope_cache does (Y unused). */
-/* Normalised input (GEMV_ROPE / GEMV_SWIGLU only): X = T(w * rmsnorm(x)) of the fp32 residual rows
- * x [nb][dim], computed by every block in its prologue instead of a k_rmsnorm launch. */
+/* Normalised input (GEMV_ROPE / GEMV_SWIGLU; GEMV_STORE where k_gemv_xnorm_store_ok, the LM head):
+ * X = T(w * rmsnorm(x)) of the fp32 residual rows x [nb][dim], computed by every block in its
+ * prologue instead of a k_rmsnorm launch. */
 typedef struct k_xnorm_args {
     const float *x, *w;
     float eps;
@@ -71,8 +72,9 @@ void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int l
 /* whether k_gemv_xnorm takes nb tokens of this shape; whether the backend uses it (LOP_CUDA_XNORM != 0) */
 int k_gemv_xnorm_ok(int nb, int dim, int ldw);
 int k_gemv_xnorm_enabled(void);
-void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, void *H,
-                  int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
+int k_gemv_xnorm_store_ok(int nb); /* GEMV_STORE's normalised-input kernels take nb tokens and are on */
+void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, float *Y,
+                  int ldy, void *H, int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into at most nsplit chunks
@@ -99,18 +101,18 @@ typedef struct k_sample_params {
     int top_k;         /* 0 = off */
     float top_p;       /* >= 1 = off */
 } k_sample_params;
-/* For each sequence s < n: picks a token from logits[s][V]; writes tok[s] and hist[*step * n + s]
- * (hist may be NULL); rng[s] is the lop_rng state, advanced by one draw when sampling. */
+/* For each sequence s < n: picks a token from logits[s][V]; writes tok[s] and hist[step[0] * n + s]
+ * (hist may be NULL); rng[s] is the lop_rng state, advanced by one draw when sampling. Then the
+ * decode step's own advance, so that it needs no launch of its own: pos[s] += 1 (pos may be NULL)
+ * and, once every row is drawn, step[0] += 1 (step may be NULL; step[1] is its zeroed counter). */
 void k_sample(const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok, int32_t *hist,
-              const int32_t *step, cudaStream_t s);
-/* the same with the kernel variant chosen (0, 1 = FAST, 2 = CAND, 3 = WARP; -1: k_sample's) */
+              int32_t *pos, int32_t *step, cudaStream_t s);
+/* the same with the kernel variant chosen (0, 1 = FAST, 2 = CAND; -1: k_sample's) */
 void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_params p, uint64_t *rng, int32_t *tok,
-                      int32_t *hist, const int32_t *step, cudaStream_t s);
+                      int32_t *hist, int32_t *pos, int32_t *step, cudaStream_t s);
 /* ---- scoring ---- */
 /* lp[r] = log softmax(logits[r])[target[r]], is_argmax[r] = target[r] is the first maximum, r < n */
 void k_logprob(const float *logits, int V, int n, const int32_t *target, double *lp, int *is_argmax, cudaStream_t s);
 
-/* pos[s] += 1 for s < n; *step += 1 */
-void k_advance(int32_t *pos, int n, int32_t *step, cudaStream_t s);
 
 #endif

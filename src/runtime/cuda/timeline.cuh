@@ -17,8 +17,7 @@ enum {
     TL_EMBED = 1,
     TL_NORM,
     TL_ATTN_DECODE,
-    TL_SAMPLE,
-    TL_ADVANCE,
+    TL_SAMPLE, /* with the step's advance (there was an advance kernel, id 5) */
     TL_GEMV = 16, /* + 2 * mode + xn */
 };
 
