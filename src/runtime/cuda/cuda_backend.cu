@@ -615,7 +615,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             TRACE(be, PH_ROPE, PH_ATTN);
             if (decode_mode)
                 k_attn_decode(be->q, L->kc, L->vc, be->d_seq, be->d_pos, n, L->nh, L->nkv, L->hd, be->max_seq,
-                              decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
+                              be->n_slots, decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
             else
                 k_attn_prefill(be->q, L->kc, L->vc, be->d_seq, be->d_pos, be->d_tiles, n_tiles, n, L->nh, L->nkv, L->hd,
                                be->max_seq, be->att, ld_att, be->dt, 0, s);

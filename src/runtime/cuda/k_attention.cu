@@ -36,7 +36,7 @@ template <typename T, int NP, int DEC_WARPS, int ONE = 0, int U = DEC_U>
 __global__ void __launch_bounds__(DEC_WARPS * 32)
     attn_decode_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                        const int32_t *seq, const int32_t *pos, int nh, int nkv, int hd, int max_seq, int nsplit,
-                       int chunk, int min_keys, float *part, int *counters, T *out, int ld_out) {
+                       int chunk, int min_keys, float *part, int *counters, T *out, int ld_out, int spec_slots) {
     constexpr int GM = ONE ? 1 : DEC_GMAX; /* query heads a block */
     __shared__ float s_m[DEC_WARPS][GM], s_l[DEC_WARPS][GM];
     __shared__ float s_acc[DEC_WARPS][GM][64 * NP];
@@ -50,6 +50,29 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     const int g = blockIdx.y / n_gc, gc = blockIdx.y - g * n_gc;
     const int h0 = g * G + gc * GM, ng = min(GM, G - gc * GM);
     const int split = blockIdx.z;
+    /* ONE, first chunk (LOP_CUDA_ATTN_SPEC): the first round of K/V rows loaded from slot i before
+     * seq[i] and pos[i] arrive, so that they do not wait for that round trip; used where slot i is
+     * the token's (the engine's decode steps), else loaded again. Keys past the context are loaded
+     * (within max_seq) and never used. */
+    constexpr int KS = ONE ? DEC_WARPS : 1; /* stride between a warp's keys in a round */
+    float2 kr[U][NP], vr[U][NP];
+    int pre = 0;
+    if (ONE && split == 0 && i < spec_slots) {
+        const __half *Kg = kc + ((int64_t)i * nkv + g) * max_seq * hd, *Vg = vc + ((int64_t)i * nkv + g) * max_seq * hd;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int j = 0; j < NP; j++) {
+                const int k = warp + KS * u, p = lane + 32 * j;
+                if (k < max_seq && 2 * p < hd) {
+                    kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kg + (int64_t)k * hd + 2 * p));
+                    vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vg + (int64_t)k * hd + 2 * p));
+                } else {
+                    kr[u][j] = vr[u][j] = make_float2(0.f, 0.f);
+                }
+            }
+        pre = 1;
+    }
     const int ctx = pos[i] + 1;
     const int64_t slot = seq[i];
     /* min_keys > 0: this token's context is cut into ns <= nsplit chunks of at least min_keys keys, so
@@ -89,21 +112,23 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         for (int j = 0; j < NP; j++) acc[h][j] = make_float2(0.f, 0.f);
     }
 
-    constexpr int KS = ONE ? DEC_WARPS : 1; /* stride between a warp's keys in a round */
+    pre = pre && slot == i && kb == 0;
     for (int k0 = kb + (ONE ? warp : warp * U); k0 < ke; k0 += DEC_WARPS * U) {
-        float2 kr[U][NP], vr[U][NP];
+        if (!pre) {
 #pragma unroll
-        for (int u = 0; u < U; u++)
+            for (int u = 0; u < U; u++)
 #pragma unroll
-            for (int j = 0; j < NP; j++) {
-                int k = k0 + KS * u, p = lane + 32 * j;
-                if (k < ke && 2 * p < hd) {
-                    kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kb + (int64_t)k * hd + 2 * p));
-                    vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vb + (int64_t)k * hd + 2 * p));
-                } else {
-                    kr[u][j] = vr[u][j] = make_float2(0.f, 0.f);
+                for (int j = 0; j < NP; j++) {
+                    int k = k0 + KS * u, p = lane + 32 * j;
+                    if (k < ke && 2 * p < hd) {
+                        kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kb + (int64_t)k * hd + 2 * p));
+                        vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vb + (int64_t)k * hd + 2 * p));
+                    } else {
+                        kr[u][j] = vr[u][j] = make_float2(0.f, 0.f);
+                    }
                 }
-            }
+        }
+        pre = 0;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (k0 + KS * u >= ke) break;
@@ -247,6 +272,17 @@ static int dec_warps(void) {
  * of up to 128 keys takes one round of loads; 0 the DEC_GMAX kernels. 7B batch 1 on the H200
  * (bench/cuda/NOTES.md 24): attention 6.20 -> 4.19 us a layer inside the graph (16 warps; 32: 4.62),
  * 265.6 -> 268.3 tok/s (32; 16: 268.0) */
+/* LOP_CUDA_ATTN_SPEC: the ONE kernels' first K/V round loaded before seq and pos arrive (default 1;
+ * 0 off) */
+static int dec_spec(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LOP_CUDA_ATTN_SPEC");
+        on = e && *e ? atoi(e) != 0 : 1;
+    }
+    return on;
+}
+
 static int dec_one(void) {
     static int w = -1;
     if (w < 0) {
@@ -280,8 +316,8 @@ static void launch_decode_np(int nw, dim3 grid, cudaStream_t s, A... args) {
 
 template <typename T>
 static void launch_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos,
-                          int n, int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, T *out,
-                          int ld_out, cudaStream_t s) {
+                          int n, int nh, int nkv, int hd, int max_seq, int n_slots, int nsplit, float *part,
+                          int *counters, T *out, int ld_out, cudaStream_t s) {
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
     int chunk = lop_cdiv(max_seq, nsplit);
     const int min_keys = dec_min_keys();
@@ -294,10 +330,10 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
         auto k = dec_one() == 32 ? (np == 1 ? attn_decode_kernel<T, 1, 32, 1, 4> : attn_decode_kernel<T, 2, 32, 1, 4>)
                                  : (np == 1 ? attn_decode_kernel<T, 1, 16, 1, 8> : attn_decode_kernel<T, 2, 16, 1, 8>);
         launch_k(k, grid, dim3(dec_one() * 32), 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys,
-                 part, counters, out, ld_out);
+                 part, counters, out, ld_out, dec_spec() ? n_slots : 0);
         return;
     }
-#define DEC_ARGS nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out
+#define DEC_ARGS nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out, 0
     switch (np) {
     case 1: launch_decode_np<T, 1>(DEC_ARGS); break;
     case 2: launch_decode_np<T, 2>(DEC_ARGS); break;
@@ -308,11 +344,11 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
 }
 
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,
-                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, void *out, int ld_out,
-                   lop_dtype dt, cudaStream_t s) {
+                   int nh, int nkv, int hd, int max_seq, int n_slots, int nsplit, float *part, int *counters, void *out,
+                   int ld_out, lop_dtype dt, cudaStream_t s) {
     if (n <= 0) return;
-    LOP_DISPATCH_T(dt, launch_decode<T>(q, kc, vc, seq, pos, n, nh, nkv, hd, max_seq, nsplit, part, counters, (T *)out,
-                                        ld_out, s));
+    LOP_DISPATCH_T(dt, launch_decode<T>(q, kc, vc, seq, pos, n, nh, nkv, hd, max_seq, n_slots, nsplit, part, counters,
+                                        (T *)out, ld_out, s));
 }
 
 /* ---- prefill ----------------------------------------------------------------------------- */

@@ -84,8 +84,8 @@ void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_
  * out [n][ld_out] in dt (head h at columns h*hd..), pad columns zeroed. */
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm);
 void k_attn_decode(const float *q, const __half *kc, const __half *vc, const int32_t *seq, const int32_t *pos, int n,
-                   int nh, int nkv, int hd, int max_seq, int nsplit, float *part, int *counters, void *out, int ld_out,
-                   lop_dtype dt, cudaStream_t s);
+                   int nh, int nkv, int hd, int max_seq, int n_slots, int nsplit, float *part, int *counters, void *out,
+                   int ld_out, lop_dtype dt, cudaStream_t s);
 /* Prefill-style (flash-attention tiles): tiles of consecutive tokens of one sequence with increasing
  * positions; tile t is tokens [tile_start[t], tile_start[t+1]) (at most LOP_ATTN_TILE of them). */
 #define LOP_ATTN_TILE 32
