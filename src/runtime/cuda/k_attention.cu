@@ -273,7 +273,8 @@ static int dec_warps(void) {
  * (bench/cuda/NOTES.md 24): attention 6.20 -> 4.19 us a layer inside the graph (16 warps; 32: 4.62),
  * 265.6 -> 268.3 tok/s (32; 16: 268.0) */
 /* LOP_CUDA_ATTN_SPEC: the ONE kernels' first K/V round loaded before seq and pos arrive (default 1;
- * 0 off) */
+ * 0 off). 7B batch 1 on the H200: attention 4.70 -> 4.45 us a layer inside the graph, 271.5 against
+ * 271.4 tok/s (bench/cuda/NOTES.md 25) */
 static int dec_spec(void) {
     static int on = -1;
     if (on < 0) {
