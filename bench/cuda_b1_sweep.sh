@@ -17,8 +17,7 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), the FAST sampler
 # (fast), the normalised-input products in blocks of 4 and 16 warps (xw4, xw16), the LM head's
 # RMSNorm as its own launch (hxn0, the default before 25), the decode attention without its
-# speculative first K/V round (spec0, the default before 25) and PDL with the GEMVs' late trigger and
-# full grids (pdlnb)
+# speculative first K/V round (spec0, the default before 25) and PDL with full grids (pdlnb)
 default_sweep="base=;\
 prev=LOP_CUDA_SAMPLE_FAST=1 LOP_CUDA_ATTN_ONE=0;\
 hxn0=LOP_CUDA_HEAD_XN=0;\

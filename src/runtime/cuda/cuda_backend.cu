@@ -601,7 +601,8 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                                   be->q, L->kc, L->vc};
                 k_xnorm_args xa = {be->x, L->attn_norm, be->eps, be->dim};
                 if (xn)
-                    k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, 0, NULL, &ra, s);
+                    k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, 0, NULL,
+                                 &ra, s);
                 else
                     k_gemv(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, be->xb, be->ld_dim, n, GEMV_ROPE, NULL, 0, NULL,
                            NULL, 0, &ra, s);
@@ -615,7 +616,8 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             TRACE(be, PH_ROPE, PH_ATTN);
             if (decode_mode)
                 k_attn_decode(be->q, L->kc, L->vc, be->d_seq, be->d_pos, n, L->nh, L->nkv, L->hd, be->max_seq,
-                              be->n_slots, decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt, s);
+                              be->n_slots, decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt,
+                              s);
             else
                 k_attn_prefill(be->q, L->kc, L->vc, be->d_seq, be->d_pos, be->d_tiles, n_tiles, n, L->nh, L->nkv, L->hd,
                                be->max_seq, be->att, ld_att, be->dt, 0, s);
@@ -631,8 +633,8 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             TRACE(be, PH_NORM, PH_GATEUP);
             if (xn) {
                 k_xnorm_args xa = {be->x, L->ffn_norm, be->eps, be->dim};
-                k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, NULL, 0, be->h, lop_pad8(L->f), L->bgu,
-                             NULL, s);
+                k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, NULL, 0, be->h, lop_pad8(L->f),
+                             L->bgu, NULL, s);
             } else {
                 LOP_TRY(mm(be, L->wgu, be->ld_dim, 2 * L->f, be->xb, be->ld_dim, n, GEMV_SWIGLU, NULL, 0, L->bgu, be->h,
                            lop_pad8(L->f), pending));

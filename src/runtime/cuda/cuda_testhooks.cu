@@ -287,11 +287,11 @@ extern "C" lop_status lop_cuda_test_attention(float *out, const float *q, const 
     if (a.err == cudaSuccess) {
         if (kernel == 0)
         {
-            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, 1, nsplit > 0 ? nsplit : 1, part, counters, dout, ld,
-                          dt, 0);
+            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, 1, nsplit > 0 ? nsplit : 1, part, counters,
+                          dout, ld, dt, 0);
             /* twice: the combine counters must have been left at zero */
-            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, 1, nsplit > 0 ? nsplit : 1, part, counters, dout, ld,
-                          dt, 0);
+            k_attn_decode(dq, kc, vc, dseq, dpos, n, nh, nkv, hd, ctx, 1, nsplit > 0 ? nsplit : 1, part, counters,
+                          dout, ld, dt, 0);
         }
         else
             k_attn_prefill(dq, kc, vc, dseq, dpos, dtiles, nt, n, nh, nkv, hd, ctx, dout, ld, dt, kernel == 2, 0);

@@ -267,11 +267,6 @@ static int dec_warps(void) {
     return w;
 }
 
-/* The ONE kernels where a KV head serves one query head and the context is split over blocks (few
- * tokens), head_dim <= 128: 32 warps of 4 keys a round (LOP_CUDA_ATTN_ONE=16: 16 of 8), so a context
- * of up to 128 keys takes one round of loads; 0 the DEC_GMAX kernels. 7B batch 1 on the H200
- * (bench/cuda/NOTES.md 24): attention 6.20 -> 4.19 us a layer inside the graph (16 warps; 32: 4.62),
- * 265.6 -> 268.3 tok/s (32; 16: 268.0) */
 /* LOP_CUDA_ATTN_SPEC: the ONE kernels' first K/V round loaded before seq and pos arrive (default 1;
  * 0 off). 7B batch 1 on the H200: attention 4.70 -> 4.45 us a layer inside the graph, 271.5 against
  * 271.4 tok/s (bench/cuda/NOTES.md 25) */
@@ -284,6 +279,11 @@ static int dec_spec(void) {
     return on;
 }
 
+/* The ONE kernels where a KV head serves one query head and the context is split over blocks (few
+ * tokens), head_dim <= 128: 32 warps of 4 keys a round (LOP_CUDA_ATTN_ONE=16: 16 of 8), so a context
+ * of up to 128 keys takes one round of loads; 0 the DEC_GMAX kernels. 7B batch 1 on the H200
+ * (bench/cuda/NOTES.md 24): attention 6.20 -> 4.19 us a layer inside the graph (16 warps; 32: 4.62),
+ * 265.6 -> 268.3 tok/s (32; 16: 268.0) */
 static int dec_one(void) {
     static int w = -1;
     if (w < 0) {
@@ -334,7 +334,8 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
                  part, counters, out, ld_out, dec_spec() ? n_slots : 0);
         return;
     }
-#define DEC_ARGS nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out, 0
+#define DEC_ARGS                                                                                   \
+    nw, grid, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys, part, counters, out, ld_out, 0
     switch (np) {
     case 1: launch_decode_np<T, 1>(DEC_ARGS); break;
     case 2: launch_decode_np<T, 2>(DEC_ARGS); break;

@@ -114,5 +114,4 @@ void k_sample_variant(int fast, const float *logits, int V, int n, k_sample_para
 /* lp[r] = log softmax(logits[r])[target[r]], is_argmax[r] = target[r] is the first maximum, r < n */
 void k_logprob(const float *logits, int V, int n, const int32_t *target, double *lp, int *is_argmax, cudaStream_t s);
 
-
 #endif
