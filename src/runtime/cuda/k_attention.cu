@@ -56,21 +56,25 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
      * (within max_seq) and never used. */
     constexpr int KS = ONE ? DEC_WARPS : 1; /* stride between a warp's keys in a round */
     float2 kr[U][NP], vr[U][NP];
-    int pre = 0;
-    if (ONE && split == 0 && i < spec_slots) {
-        const __half *Kg = kc + ((int64_t)i * nkv + g) * max_seq * hd, *Vg = vc + ((int64_t)i * nkv + g) * max_seq * hd;
+    /* one round: keys k0, k0 + KS, ... of the rows at K / V (zeros from key `bound` on) */
+    auto load_round = [&](const __half *K, const __half *V, int k0, int bound) {
 #pragma unroll
         for (int u = 0; u < U; u++)
 #pragma unroll
             for (int j = 0; j < NP; j++) {
-                const int k = warp + KS * u, p = lane + 32 * j;
-                if (k < max_seq && 2 * p < hd) {
-                    kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kg + (int64_t)k * hd + 2 * p));
-                    vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vg + (int64_t)k * hd + 2 * p));
+                const int k = k0 + KS * u, p = lane + 32 * j;
+                if (k < bound && 2 * p < hd) {
+                    kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(K + (int64_t)k * hd + 2 * p));
+                    vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(V + (int64_t)k * hd + 2 * p));
                 } else {
                     kr[u][j] = vr[u][j] = make_float2(0.f, 0.f);
                 }
             }
+    };
+    int pre = 0;
+    if (ONE && split == 0 && i < spec_slots) {
+        const int64_t at = ((int64_t)i * nkv + g) * max_seq * hd;
+        load_round(kc + at, vc + at, warp, max_seq);
         pre = 1;
     }
     const int ctx = pos[i] + 1;
@@ -114,20 +118,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
 
     pre = pre && slot == i && kb == 0;
     for (int k0 = kb + (ONE ? warp : warp * U); k0 < ke; k0 += DEC_WARPS * U) {
-        if (!pre) {
-#pragma unroll
-            for (int u = 0; u < U; u++)
-#pragma unroll
-                for (int j = 0; j < NP; j++) {
-                    int k = k0 + KS * u, p = lane + 32 * j;
-                    if (k < ke && 2 * p < hd) {
-                        kr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Kb + (int64_t)k * hd + 2 * p));
-                        vr[u][j] = __half22float2(*reinterpret_cast<const __half2 *>(Vb + (int64_t)k * hd + 2 * p));
-                    } else {
-                        kr[u][j] = vr[u][j] = make_float2(0.f, 0.f);
-                    }
-                }
-        }
+        if (!pre) load_round(Kb, Vb, k0, ke);
         pre = 0;
 #pragma unroll
         for (int u = 0; u < U; u++) {
