@@ -17,11 +17,14 @@ cuda_bench_init "${1:-bench/cuda/b1-sweep.csv}" "$B" || exit 1
 # decode attention's DEC_GMAX kernels), the ONE attention in 16 warps (one16), the FAST sampler
 # (fast), the normalised-input products in blocks of 4 and 16 warps (xw4, xw16), the LM head's
 # RMSNorm as its own launch (hxn0, the default before 25), the decode attention without its
-# speculative first K/V round (spec0, the default before 25) and PDL with full grids (pdlnb)
+# speculative first K/V round (spec0, the default before 25), PDL with full grids (pdlnb), the
+# decode attention's grid before 26 (ag0) and each step's tokens copied back (hm0, before 26)
 default_sweep="base=;\
 prev=LOP_CUDA_SAMPLE_FAST=1 LOP_CUDA_ATTN_ONE=0;\
 hxn0=LOP_CUDA_HEAD_XN=0;\
 spec0=LOP_CUDA_ATTN_SPEC=0;\
+ag0=LOP_CUDA_ATTN_GRIDCUT=0;\
+hm0=LOP_CUDA_HIST_MAPPED=0;\
 pdlnb=LOP_CUDA_PDL=1 LOP_CUDA_GEMV_BALANCE=0;\
 one16=LOP_CUDA_ATTN_ONE=16;\
 fast=LOP_CUDA_SAMPLE_FAST=1;\

@@ -5,8 +5,9 @@
  * flight (16 warps where the context is split over blocks, 8 above head_dim 128; where a KV head
  * serves one query head, as in LLaMA-7B, the ONE kernel: 32 warps, keys interleaved), chunks combined
  * by the last block of each group to finish (split-K over the KV length for long contexts; the grid
- * is fixed by max_seq so a captured CUDA graph stays valid as the context grows, and each token's
- * blocks use as many chunks as its context fills with >= 256 keys; no second kernel launch).
+ * is fixed by max_seq so a captured CUDA graph stays valid as the context grows, holds no more
+ * chunks than max_seq keys fill, and each token's blocks use as many chunks as its context fills
+ * with >= 256 keys; no second kernel launch).
  * Prefill has many queries per sequence, so K/V tiles are staged once in shared memory and reused
  * by a tile of 32 queries (flash-attention style online softmax, scores never leave the SM); this
  * is the general path: any ragged batch can be cut into such tiles. For head_dim 64 and 128 the tile's products
@@ -77,6 +78,22 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
         load_round(kc + at, vc + at, warp, max_seq);
         pre = 1;
     }
+    /* q before seq and pos, so that its loads need not wait for theirs (a block past the context
+     * loads it for nothing) */
+    const float scale = 1.0f / sqrtf((float)hd);
+    float2 qv[GM][NP];
+#pragma unroll
+    for (int h = 0; h < GM; h++)
+#pragma unroll
+        for (int j = 0; j < NP; j++) {
+            int p = lane + 32 * j;
+            if (h < ng && 2 * p < hd) {
+                const float2 qr = *reinterpret_cast<const float2 *>(q + ((int64_t)i * nh + h0 + h) * hd + 2 * p);
+                qv[h][j] = make_float2(qr.x * scale, qr.y * scale);
+            } else {
+                qv[h][j] = make_float2(0.f, 0.f);
+            }
+        }
     const int ctx = pos[i] + 1;
     const int64_t slot = seq[i];
     /* min_keys > 0: this token's context is cut into ns <= nsplit chunks of at least min_keys keys, so
@@ -89,21 +106,6 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
     }
     const int ch = min_keys > 0 ? (ctx + ns - 1) / ns : chunk;
     const int kb = split * ch, ke = min(ctx, kb + ch);
-    const float scale = 1.0f / sqrtf((float)hd);
-
-    float2 qv[GM][NP];
-#pragma unroll
-    for (int h = 0; h < GM; h++)
-#pragma unroll
-        for (int j = 0; j < NP; j++) {
-            int p = lane + 32 * j;
-            if (h < ng && 2 * p < hd) {
-                const float *qr = q + ((int64_t)i * nh + h0 + h) * hd + 2 * p;
-                qv[h][j] = make_float2(qr[0] * scale, qr[1] * scale);
-            } else {
-                qv[h][j] = make_float2(0.f, 0.f);
-            }
-        }
     const __half *Kb = kc + (slot * nkv + g) * (int64_t)max_seq * hd;
     const __half *Vb = vc + (slot * nkv + g) * (int64_t)max_seq * hd;
     float m[GM], l[GM];
@@ -285,6 +287,19 @@ static int dec_one(void) {
     return w;
 }
 
+/* LOP_CUDA_ATTN_GRIDCUT: the decode grid cut to the chunks a context of max_seq keys can fill
+ * (default 1; 0: the grid of k_attn_decode_splits, as before). At 7B batch 1, L = 128 on the H200
+ * that is 32 blocks instead of 96, time-neutral: attention 4.53 against 4.55 us a layer, 269.5
+ * against 269.0 tok/s (bench/cuda/NOTES.md 26) */
+static int dec_grid_cut(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("LOP_CUDA_ATTN_GRIDCUT");
+        on = e && *e ? atoi(e) != 0 : 1;
+    }
+    return on;
+}
+
 int k_attn_decode_splits(int n, int nkv, int ctx_bound, int n_sm) {
     int blocks = n * nkv;
     if (blocks >= n_sm) return 1;
@@ -311,14 +326,17 @@ static void launch_decode(const float *q, const __half *kc, const __half *vc, co
                           int n, int nh, int nkv, int hd, int max_seq, int n_slots, int nsplit, float *part,
                           int *counters, T *out, int ld_out, cudaStream_t s) {
     int G = nh / nkv, n_gc = (G + DEC_GMAX - 1) / DEC_GMAX;
-    int chunk = lop_cdiv(max_seq, nsplit);
     const int min_keys = dec_min_keys();
     /* 16 (8) warps only where the context is split over blocks (few tokens): with one block per
      * (token, group) the 4-warp blocks measured faster (7B batch 256 on the H200: 20,824 tok/s with
      * 4, 18,314 with 8; bench/cuda/NOTES.md 20) */
-    const int np = (hd + 63) / 64, nw = nsplit > 1 ? dec_warps() : 4;
+    const int np = (hd + 63) / 64, few = nsplit > 1, nw = few ? dec_warps() : 4;
+    /* no more chunks than a context of max_seq keys fills with min_keys each: the others' blocks
+     * would only start, read pos and leave (LOP_CUDA_ATTN_GRIDCUT=0 keeps them) */
+    if (min_keys > 0 && dec_grid_cut() && nsplit > lop_cdiv(max_seq, min_keys)) nsplit = lop_cdiv(max_seq, min_keys);
+    int chunk = lop_cdiv(max_seq, nsplit);
     dim3 grid(n, nkv * n_gc, nsplit);
-    if (G == 1 && np <= 2 && nsplit > 1 && dec_one()) {
+    if (G == 1 && np <= 2 && few && dec_one()) {
         auto k = dec_one() == 32 ? (np == 1 ? attn_decode_kernel<T, 1, 32, 1, 4> : attn_decode_kernel<T, 2, 32, 1, 4>)
                                  : (np == 1 ? attn_decode_kernel<T, 1, 16, 1, 8> : attn_decode_kernel<T, 2, 16, 1, 8>);
         launch_k(k, grid, dim3(dec_one() * 32), 0, s, q, kc, vc, seq, pos, nh, nkv, hd, max_seq, nsplit, chunk, min_keys,
