@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "model/model.h" /* lop_dtype */
 #include "runtime/cuda/timeline.cuh"
@@ -65,6 +66,12 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* an engine switch (LOP_CUDA_*) from the environment: def when unset or empty, else its value */
+static inline int lop_env_int(const char *name, int def) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : def;
 }
 
 static inline int lop_cdiv(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }

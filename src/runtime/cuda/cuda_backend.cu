@@ -93,10 +93,7 @@ static const char *const PH_NAMES[N_PH] = {"-", "embed", "rmsnorm", "qkv", "rope
  * (bench/cuda/NOTES.md 26) */
 static int hist_mapped_on(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("LOP_CUDA_HIST_MAPPED");
-        on = e && *e ? atoi(e) != 0 : 1;
-    }
+    if (on < 0) on = lop_env_int("LOP_CUDA_HIST_MAPPED", 1) != 0;
     return on;
 }
 

@@ -293,10 +293,7 @@ static int dec_one(void) {
  * against 269.0 tok/s (bench/cuda/NOTES.md 26) */
 static int dec_grid_cut(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("LOP_CUDA_ATTN_GRIDCUT");
-        on = e && *e ? atoi(e) != 0 : 1;
-    }
+    if (on < 0) on = lop_env_int("LOP_CUDA_ATTN_GRIDCUT", 1) != 0;
     return on;
 }
 
