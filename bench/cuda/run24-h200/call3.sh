@@ -1,5 +1,5 @@
 export LOP_DEBS=.carry/debs
-TEST_VARIANTS="LOP_CUDA_HIST_MAPPED=0;LOP_CUDA_ATTN_GRIDCUT=0" scripts/gpu_check.sh build test >/dev/null 2>&1
+TEST_VARIANTS="LOP_CUDA_HIST_MAPPED=0" scripts/gpu_check.sh build test >/dev/null 2>&1
 grep -E "exit|identical|DIFFERENT|FAILED|\[ *[0-9]+ s\]" $OUT/gpu_check.log | grep -v "16 greedy" | head -30
 SWEEP="base=;hm0=LOP_CUDA_HIST_MAPPED=0;ag0=LOP_CUDA_ATTN_GRIDCUT=0" ROUNDS=2 timeout 90 bench/cuda_b1_sweep.sh $OUT/b1.csv build > $OUT/sweep.log 2>&1
 grep "^#" $OUT/b1.csv
