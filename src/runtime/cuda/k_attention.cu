@@ -265,10 +265,7 @@ static int dec_warps(void) {
  * 271.4 tok/s (bench/cuda/NOTES.md 25) */
 static int dec_spec(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("LOP_CUDA_ATTN_SPEC");
-        on = e && *e ? atoi(e) != 0 : 1;
-    }
+    if (on < 0) on = lop_env_int("LOP_CUDA_ATTN_SPEC", 1) != 0;
     return on;
 }
 

@@ -15,10 +15,7 @@
  * LOP_CUDA_PDL=1 (0 or unset: off) */
 int lop_cuda_pdl(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("LOP_CUDA_PDL");
-        on = e && atoi(e) > 0 && !getenv("LOP_CUDA_TRACE") ? 1 : 0;
-    }
+    if (on < 0) on = lop_env_int("LOP_CUDA_PDL", 0) > 0 && !getenv("LOP_CUDA_TRACE");
     return on;
 }
 
