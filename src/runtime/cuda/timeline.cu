@@ -20,6 +20,7 @@ cudaError_t lop_tl_set_gemv(const lop_tl *t);
 cudaError_t lop_tl_set_attention(const lop_tl *t);
 cudaError_t lop_tl_set_elementwise(const lop_tl *t);
 cudaError_t lop_tl_set_sample(const lop_tl *t);
+cudaError_t lop_tl_set_chain(const lop_tl *t);
 
 #define TL_PER_SM 32768u
 
@@ -47,7 +48,7 @@ int lop_tl_init(void) {
         return 0;
     }
     if (lop_tl_set_gemv(&tl.d) || lop_tl_set_attention(&tl.d) || lop_tl_set_elementwise(&tl.d) ||
-        lop_tl_set_sample(&tl.d)) {
+        lop_tl_set_sample(&tl.d) || lop_tl_set_chain(&tl.d)) {
         fprintf(stderr, "timeline: cannot set the kernels' log address\n");
         return 0;
     }

@@ -18,6 +18,7 @@ enum {
     TL_NORM,
     TL_ATTN_DECODE,
     TL_SAMPLE, /* with the step's advance (there was an advance kernel, id 5) */
+    TL_CHAIN = 6, /* the chained products (k_chain.cu), per warp over the whole chain */
     TL_GEMV = 16, /* + 2 * mode + xn */
 };
 
