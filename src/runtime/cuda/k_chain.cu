@@ -19,6 +19,8 @@
 typedef struct chain_args {
     k_gemv_phase ph[K_CHAIN_MAX];
     int n;
+    int pre;      /* preload the next product's first round before the barrier (LOP_CUDA_CHAIN_PRE, default 1) */
+    int sleep_ns; /* the barrier's poll backs off this long (LOP_CUDA_CHAIN_SLEEP, default 0: spins) */
     unsigned long long *ctr;
 } chain_args;
 
@@ -28,7 +30,7 @@ typedef struct chain_args {
  * acquire load, and __syncthreads hands that on to the block (plain loads after it see the data;
  * the read-only path is not used for anything written in the launch). A grid that is not resident
  * is refused by the cooperative launch; the spin bound is a last guard against a hang. */
-__device__ __forceinline__ void chain_barrier(unsigned long long *ctr, unsigned long long target) {
+__device__ __forceinline__ void chain_barrier(unsigned long long *ctr, unsigned long long target, int sleep_ns) {
     __syncthreads();
     if (threadIdx.x == 0) {
         __threadfence();
@@ -37,6 +39,7 @@ __device__ __forceinline__ void chain_barrier(unsigned long long *ctr, unsigned 
         for (long long spins = 0;; spins++) {
             asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(ctr) : "memory");
             if (v >= target) break;
+            if (sleep_ns) __nanosleep(sleep_ns);
             if (spins > (1ll << 32)) __trap();
         }
     }
@@ -46,14 +49,14 @@ __device__ __forceinline__ void chain_barrier(unsigned long long *ctr, unsigned 
 /* the warps that take part in product a (the first a.warps of the grid's `all`, or all of them) */
 __device__ __forceinline__ int chain_stride(const k_gemv_phase &a, int all) { return a.warps ? a.warps : all; }
 
-template <typename T, int NB>
-__device__ __forceinline__ int chain_preload(const k_gemv_phase &a, int item, int all, uint4 (&wa)[4], uint4 (&wg)[4]) {
+template <typename T, int NB, int U>
+__device__ __forceinline__ int chain_preload(const k_gemv_phase &a, int item, int all, uint4 (&wa)[U], uint4 (&wg)[U]) {
     if (item >= chain_stride(a, all)) return 0;
     switch (a.mode) {
-    case GEMV_ACC: return gemv_preload<T, GEMV_ACC, 4, 1>(a, item, wa, wg);
-    case GEMV_SWIGLU: return gemv_preload<T, GEMV_SWIGLU, 4, 1>(a, item, wa, wg);
-    case GEMV_ROPE: return gemv_preload<T, GEMV_ROPE, 4, 1>(a, item, wa, wg);
-    default: return gemv_preload<T, GEMV_STORE, 4, 1>(a, item, wa, wg);
+    case GEMV_ACC: return gemv_preload<T, GEMV_ACC, U, 1>(a, item, wa, wg);
+    case GEMV_SWIGLU: return gemv_preload<T, GEMV_SWIGLU, U, 1>(a, item, wa, wg);
+    case GEMV_ROPE: return gemv_preload<T, GEMV_ROPE, U, 1>(a, item, wa, wg);
+    default: return gemv_preload<T, GEMV_STORE, U, 1>(a, item, wa, wg);
     }
 }
 
@@ -61,7 +64,7 @@ __device__ __forceinline__ int chain_preload(const k_gemv_phase &a, int item, in
  * prologue's loads in flight per thread (the round registers wa, wg stay live through it, holding
  * the preloaded first round, so fewer than k_gemv's 4 spill less: ptxas at 3 blocks, ILP 4 / 2 / 1,
  * 1 token: 304 / 192 / 76 bytes of spill stores) */
-template <typename T, int NB, int BPS, int ILP>
+template <typename T, int NB, int BPS, int ILP, int U = 4>
 __global__ void __launch_bounds__(CHAIN_WARPS * 32, BPS) chain_kernel(const __grid_constant__ chain_args c) {
     extern __shared__ uint4 s_dyn[];
     TL_BEGIN();
@@ -75,25 +78,26 @@ __global__ void __launch_bounds__(CHAIN_WARPS * 32, BPS) chain_kernel(const __gr
         asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(c.ctr) : "memory");
         base = v - v % gridDim.x;
     }
-    uint4 wa[4], wg[4];
+    uint4 wa[U], wg[U];
     int pre = 0;
     for (int p = 0; p < c.n; p++) {
         const k_gemv_phase &a = c.ph[p];
-        if (p) chain_barrier(c.ctr, base + (unsigned long long)p * gridDim.x);
+        if (p) chain_barrier(c.ctr, base + (unsigned long long)p * gridDim.x, c.sleep_ns);
+        TL_RESTAMP(); /* the timeline: each product is a launch of its own, the barrier its gap */
         const int stride = chain_stride(a, all);
         if (a.mode == GEMV_ACC) {
-            if (item < stride) gemv_items<T, NB, GEMV_ACC, 4, 5, 2, 1>(a, (const T *)a.X, item, stride, wa, wg, pre);
+            if (item < stride) gemv_items<T, NB, GEMV_ACC, U, 5, 2, 1>(a, (const T *)a.X, item, stride, wa, wg, pre);
         } else {
             xnorm_prologue<T, NB, CHAIN_WARPS, 1, ILP>(a.xn, xs, a.ldw);
             if (item < stride) {
-                if (a.mode == GEMV_SWIGLU) gemv_items<T, NB, GEMV_SWIGLU, 4, 2, 1, 1>(a, xs, item, stride, wa, wg, pre);
-                else if (a.mode == GEMV_ROPE) gemv_items<T, NB, GEMV_ROPE, 4, 2, 1, 1>(a, xs, item, stride, wa, wg, pre);
-                else gemv_items<T, NB, GEMV_STORE, 4, 1, 1, 1>(a, xs, item, stride, wa, wg, pre);
+                if (a.mode == GEMV_SWIGLU) gemv_items<T, NB, GEMV_SWIGLU, U, 2, 1, 1>(a, xs, item, stride, wa, wg, pre);
+                else if (a.mode == GEMV_ROPE) gemv_items<T, NB, GEMV_ROPE, U, 2, 1, 1>(a, xs, item, stride, wa, wg, pre);
+                else gemv_items<T, NB, GEMV_STORE, U, 1, 1, 1>(a, xs, item, stride, wa, wg, pre);
             }
         }
-        pre = p + 1 < c.n ? chain_preload<T, NB>(c.ph[p + 1], item, all, wa, wg) : 0;
+        TL_END(TL_GEMV + 2 * a.mode + (a.mode != GEMV_ACC));
+        pre = p + 1 < c.n && c.pre ? chain_preload<T, NB, U>(c.ph[p + 1], item, all, wa, wg) : 0;
     }
-    TL_END(TL_CHAIN);
 }
 
 LOP_TL_TU(chain)
@@ -113,7 +117,7 @@ int k_chain_ok(int nb) { return chain_config() && nb >= 1 && nb <= K_CHAIN_NB &&
 
 typedef void (*chain_fn)(chain_args);
 template <typename T, int NB> static chain_fn chain_kernel_for(int v) {
-    return v == 2 ? chain_kernel<T, NB, 3, 1> : v == 3 ? chain_kernel<T, NB, 2, 4> : v == 4 ? chain_kernel<T, NB, 3, 4>
+    return v == 2 ? chain_kernel<T, NB, 3, 1> : v == 3 ? chain_kernel<T, NB, 2, 4> : v == 4 ? chain_kernel<T, NB, 2, 4, 8>
                                                                                   : chain_kernel<T, NB, 3, 2>;
 }
 
@@ -140,6 +144,9 @@ template <typename T, int NB> static cudaError_t chain_launch(const k_chain *c, 
     if (grid <= 0) return cudaErrorLaunchOutOfResources;
     chain_args a;
     a.n = c->n, a.ctr = c->ctr + (NB - 1);
+    static int pre = -1, sleep_ns = -1;
+    if (pre < 0) pre = lop_env_int("LOP_CUDA_CHAIN_PRE", 1) != 0, sleep_ns = lop_env_int("LOP_CUDA_CHAIN_SLEEP", 0);
+    a.pre = pre, a.sleep_ns = sleep_ns < 0 ? 0 : sleep_ns;
     for (int i = 0; i < c->n; i++) {
         a.ph[i] = c->ph[i];
         /* balanced: I items over the grid's G warps take r = ceil(I / G) rounds, and ceil(I / r)

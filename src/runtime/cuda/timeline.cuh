@@ -18,7 +18,6 @@ enum {
     TL_NORM,
     TL_ATTN_DECODE,
     TL_SAMPLE, /* with the step's advance (there was an advance kernel, id 5) */
-    TL_CHAIN = 6, /* the chained products (k_chain.cu), per warp over the whole chain */
     TL_GEMV = 16, /* + 2 * mode + xn */
 };
 
@@ -71,10 +70,14 @@ __device__ __forceinline__ void tl_end(int kid, unsigned long long t0) {
     __shared__ unsigned long long tl_t0_[32];                                                      \
     if (!(threadIdx.x & 31)) tl_t0_[threadIdx.x >> 5] = tl_now()
 #define TL_END(kid) tl_end((kid), tl_t0_[threadIdx.x >> 5])
+/* a new start stamp (the chain kernel's products, k_chain.cu, each logged as a launch of its own) */
+#define TL_RESTAMP()                                                                               \
+    if (!(threadIdx.x & 31)) tl_t0_[threadIdx.x >> 5] = tl_now()
 #else
 #define LOP_TL_TU(name)
 #define TL_BEGIN() ((void)0)
 #define TL_END(kid) ((void)0)
+#define TL_RESTAMP() ((void)0)
 #endif
 
 #endif
