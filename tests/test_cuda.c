@@ -359,11 +359,60 @@ static int cpu_kept(const float *l, int V, float T, int k, float p, int *ids, do
                 break;
             }
         }
+        const int last = m - 1; /* a tie at the threshold is kept whole (both samplers) */
+        while (m < V && l[ids[m]] / T == l[ids[last]] / T) m++;
     }
     sum = 0;
     for (int i = 0; i < m; i++) sum += exp(l[ids[i]] / T - mx);
     for (int i = 0; i < m; i++) prob[i] = exp(l[ids[i]] / T - mx) / sum;
     return m;
+}
+
+/* N sequences sample the same row (T, top-k k, top-p p) on the GPU, twice: the draws repeat, fall
+ * in the CPU sampler's kept set with its probabilities (|z| < 5), and each advances the rng once */
+static void check_draws(const float *row, int V2, float T, int k, float p) {
+    const int N = 6000;
+    float *rows = malloc((size_t)N * V2 * 4);
+    uint64_t *rs = malloc((size_t)N * 8), *rs2 = malloc((size_t)N * 8);
+    int32_t *t = malloc((size_t)N * 4), *t2 = malloc((size_t)N * 4);
+    for (int i = 0; i < N; i++) {
+        memcpy(rows + (size_t)i * V2, row, (size_t)V2 * 4);
+        lop_rng r;
+        lop_rng_seed(&r, g_seed, (uint64_t)i);
+        rs[i] = rs2[i] = r.s;
+    }
+    int ids[64];
+    double prob[64];
+    int m = cpu_kept(row, V2, T, k, p, ids, prob);
+    memcpy(rs, rs2, (size_t)N * 8);
+    OK(lop_cuda_test_sample(t, rows, N, V2, T, k, p, rs, -1));
+    memcpy(rs, rs2, (size_t)N * 8);
+    OK(lop_cuda_test_sample(t2, rows, N, V2, T, k, p, rs, -1));
+    assert_memory_equal(t, t2, (size_t)N * 4); /* reproducible */
+    double worst = 0;
+    int outside = 0;
+    for (int j = 0; j < V2; j++) {
+        int cnt = 0, at = -1;
+        for (int i = 0; i < N; i++) cnt += t[i] == j;
+        for (int a = 0; a < m; a++)
+            if (ids[a] == j) at = a;
+        if (at < 0) {
+            outside += cnt;
+            continue;
+        }
+        double fr = (double)cnt / N, sd = sqrt(prob[at] * (1 - prob[at]) / N);
+        double z = fabs(fr - prob[at]) / (sd > 1e-9 ? sd : 1e-9);
+        if (z > worst) worst = z;
+    }
+    printf("  sample T=%.1f k=%d p=%.2f: kept %d, %d draws outside the kept set, worst |z| %.2f (limit 5)\n", T, k, p, m,
+           outside, worst);
+    assert_int_equal(outside, 0);
+    assert_true(worst < 5.0);
+    /* one draw per sequence: the state advanced like the CPU sampler's */
+    lop_rng r = {rs2[0]};
+    lop_rng_uniform(&r);
+    assert_true(rs[0] == r.s);
+    free(rows), free(rs), free(rs2), free(t), free(t2);
 }
 
 static void test_sample(void **st) {
@@ -390,53 +439,31 @@ static void test_sample(void **st) {
     assert_int_equal(tok[0], 300);
     free(l);
     /* distribution: many sequences sampling one row, against the CPU sampler's kept set */
-    int V2 = 64, N = 6000;
+    int V2 = 64;
     float *row = rnd_array(&s, V2, 3.f, 0, LOP_F16);
-    row[10] = row[11]; /* a tie inside the set */
-    float *rows = malloc((size_t)N * V2 * 4);
-    uint64_t *rs = malloc((size_t)N * 8), *rs2 = malloc((size_t)N * 8);
-    int32_t *t = malloc((size_t)N * 4), *t2 = malloc((size_t)N * 4);
-    for (int i = 0; i < N; i++) {
-        memcpy(rows + (size_t)i * V2, row, (size_t)V2 * 4);
-        lop_rng r;
-        lop_rng_seed(&r, g_seed, (uint64_t)i);
-        rs[i] = rs2[i] = r.s;
-    }
+    row[10] = row[11]; /* a tie, inside the set or at a threshold */
     struct { float T; int k; float p; } cfg[] = {{1.f, 50, 0.95f}, {0.7f, 10, 0.8f}, {1.3f, 0, 1.f}, {1.f, 0, 0.5f}};
+    for (int c = 0; c < 4; c++) check_draws(row, V2, cfg[c].T, cfg[c].k, cfg[c].p);
+    /* a tie exactly at the top-p threshold is kept whole, with top-k (the sorted path) and without
+     * it (the radix path): the 11th most likely token gets the 10th's logit, and p is the mass
+     * through the first of the two (less 1e-4), so the cut falls on the tie */
     int ids[64];
     double prob[64];
-    for (int c = 0; c < 4; c++) {
-        int m = cpu_kept(row, V2, cfg[c].T, cfg[c].k, cfg[c].p, ids, prob);
-        memcpy(rs, rs2, (size_t)N * 8);
-        OK(lop_cuda_test_sample(t, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs, -1));
-        memcpy(rs, rs2, (size_t)N * 8);
-        OK(lop_cuda_test_sample(t2, rows, N, V2, cfg[c].T, cfg[c].k, cfg[c].p, rs, -1));
-        assert_memory_equal(t, t2, (size_t)N * 4); /* reproducible */
-        double worst = 0;
-        int outside = 0;
-        for (int j = 0; j < V2; j++) {
-            int cnt = 0, at = -1;
-            for (int i = 0; i < N; i++) cnt += t[i] == j;
-            for (int a = 0; a < m; a++)
-                if (ids[a] == j) at = a;
-            if (at < 0) {
-                outside += cnt;
-                continue;
-            }
-            double fr = (double)cnt / N, sd = sqrt(prob[at] * (1 - prob[at]) / N);
-            double z = fabs(fr - prob[at]) / (sd > 1e-9 ? sd : 1e-9);
-            if (z > worst) worst = z;
-        }
-        printf("  sample T=%.1f k=%d p=%.2f: kept %d, %d draws outside the kept set, worst |z| %.2f (limit 5)\n", cfg[c].T,
-               cfg[c].k, cfg[c].p, m, outside, worst);
-        assert_int_equal(outside, 0);
-        assert_true(worst < 5.0);
-        /* one draw per sequence: the state advanced like the CPU sampler's */
-        lop_rng r = {rs2[0]};
-        lop_rng_uniform(&r);
-        assert_true(rs[0] == r.s);
+    float *rb = malloc((size_t)V2 * 4);
+    for (int c = 0; c < 2; c++) {
+        const int k = c ? 20 : 0;
+        memcpy(rb, row, (size_t)V2 * 4);
+        cpu_kept(rb, V2, 1.f, k, 1.f, ids, prob);
+        rb[ids[10]] = rb[ids[9]];
+        cpu_kept(rb, V2, 1.f, k, 1.f, ids, prob);
+        double cum = 0;
+        for (int i = 0; i <= 9; i++) cum += prob[i];
+        const float pt = (float)(cum - 1e-4);
+        assert_int_equal(cpu_kept(rb, V2, 1.f, k, pt, ids, prob), 11);
+        check_draws(rb, V2, 1.f, k, pt);
     }
-    free(row), free(rows), free(rs), free(rs2), free(t), free(t2);
+    free(rb);
+    free(row);
 }
 
 /* The sampler's kernel variants (the first; FAST: bench/cuda/NOTES.md 23; CAND, the default: the

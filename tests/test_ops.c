@@ -197,8 +197,8 @@ static void test_sampler(void **st) {
 
 /* top-k by partial selection == a full sort: a 1000-token vocabulary with many exact ties (ids
  * ascending order them), k cutting inside a run of ties; every token tied with the k-th is kept
- * (HF's TopKLogitsWarper keeps logits >= the k-th, as the GPU sampler does); same draws as a
- * reference that sorts everything */
+ * (HF's TopKLogitsWarper keeps logits >= the k-th, as the GPU sampler does), and every token tied
+ * with the last one top-p keeps; same draws as a reference that sorts everything */
 typedef struct ref_cand {
     float logit;
     int id;
@@ -221,6 +221,7 @@ static int ref_sample(const float *logits, int n, float temp, int k, double top_
             m = i + 1;
             break;
         }
+    while (m < k && c[m].logit == c[m - 1].logit) m++; /* a tie at the top-p threshold is kept whole */
     sum = 0;
     for (int i = 0; i < m; i++) sum += exp(c[i].logit - mx);
     double r = lop_rng_uniform(rng) * sum, acc = 0;
@@ -264,6 +265,17 @@ static void test_sampler_top_k_selection(void **st) {
     printf("  top-k 2 over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]);
     for (int i = 0; i < 4; i++) assert_true(cnt[i] > 0);
     assert_int_equal(cnt[4], 0);
+    /* top-p 0.6 over the same row reaches p at the first 2 (mass 0.645): the tie is kept whole,
+     * as the GPU sampler keeps it (its radix select cannot split a tie) */
+    lop_sampling tp = {1.f, 0, 0.6f, 0};
+    int cp[5] = {0};
+    for (int i = 0; i < 4000; i++) {
+        memcpy(l, tie, sizeof tie);
+        cp[lop_sample(l, 5, &tp, &r, work)]++;
+    }
+    printf("  top-p 0.6 over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", cp[0], cp[1], cp[2], cp[3], cp[4]);
+    for (int i = 0; i < 4; i++) assert_true(cp[i] > 0);
+    assert_int_equal(cp[4], 0);
     free(work);
 }
 

@@ -1,6 +1,8 @@
 /* Sampling; see sampler.h. top-k / top-p follow HF's TopKLogitsWarper / TopPLogitsWarper:
  * top-k keeps every token whose logit reaches the k-th largest (ties with it included, as HF and
- * the GPU sampler do), top-p the smallest set of most likely tokens whose mass reaches p. */
+ * the GPU sampler do), top-p the smallest set of most likely tokens whose mass reaches p, and the
+ * tokens tied with the last of them (as the GPU sampler, whose radix select cannot split a tie;
+ * HF's order inside a tie is its sort's). */
 #include "runtime/sampler.h"
 
 #include <math.h>
@@ -91,6 +93,7 @@ int lop_sample(float *logits, int n, const lop_sampling *s, lop_rng *rng, void *
                 break;
             }
         }
+        while (keep < m && c[keep].logit == c[keep - 1].logit) keep++; /* ties with the last kept */
         m = keep;
         sum = 0;
         for (int i = 0; i < m; i++) sum += exp(c[i].logit - mx);

@@ -112,8 +112,6 @@ struct lop_backend {
     void *xb, *att, *h, *staging;
     int32_t *d_tok, *d_seq, *d_pos, *d_rows, *d_tiles, *d_step, *d_hist;
     int *d_counters; /* split-attention combine counters, kept zero between launches */
-    unsigned long long *d_chain_ctr; /* the chain kernel's barrier counters (k_chain.cu), zeroed once */
-    k_chain chain;                   /* products queued for one chain launch (LOP_CUDA_CHAIN) */
     uint64_t *d_rng;
     int32_t *h_hist, *h_tiles, *h_rows; /* h_hist pinned [max_seq][n_slots] */
     int hist_mapped;                    /* d_hist is h_hist mapped: no copy a step (hist_mapped_on) */
@@ -341,7 +339,6 @@ static void layout(lop_backend *be) {
     be->d_step = (int32_t *)A(be, 16, CAT_ACT, "decode state");
     be->d_rng = (uint64_t *)A(be, (size_t)be->n_slots * 8, CAT_ACT, "decode state");
     be->d_hist = (int32_t *)A(be, (size_t)be->n_slots * be->max_seq * 4, CAT_ACT, "decode state");
-    be->d_chain_ctr = (unsigned long long *)A(be, K_CHAIN_NB * 8, CAT_ACT, "decode state");
     be->lt_ws = A(be, LT_WORKSPACE, CAT_WS, "cuBLASLt workspace");
     if (!m->synthetic) be->staging = A(be, STAGING_BYTES, CAT_WS, "upload staging");
 }
@@ -496,9 +493,7 @@ static lop_status cu_create(lop_model *m, const lop_engine_opts *o, lop_backend 
     }
     if (st == LOP_OK) {
         cudaError_t e = cudaMemset(be->d_counters, 0, (size_t)be->tok_cap * be->nh_max * sizeof(int));
-        if (e == cudaSuccess) e = cudaMemset(be->d_chain_ctr, 0, K_CHAIN_NB * 8);
         if (e != cudaSuccess) st = cuda_fail(e, "counters");
-        be->chain.ctr = be->d_chain_ctr, be->chain.dt = be->dt, be->chain.ld_xs = be->ld_dim;
     }
     if (st == LOP_OK) {
         be->h_tiles = (int32_t *)malloc(((size_t)be->tok_cap + 1) * sizeof(int32_t));
@@ -602,21 +597,13 @@ static int xnorm_here(const lop_backend *be, int n, const float *pending) {
     return n <= k_gemv_route_batch() && !pending && k_gemv_xnorm_enabled() && k_gemv_xnorm_ok(n, be->dim, be->ld_dim);
 }
 
-/* the small-batch products run chained (k_chain.cu, LOP_CUDA_CHAIN): queued in be->chain and
- * launched as one kernel before each attention and after the LM head */
-static int chained(const lop_backend *be, int n) { return xnorm_here(be, n, NULL) && k_chain_ok(n); }
-
 /* All layers over n tokens whose ids / slots / positions are in d_tok / d_seq / d_pos.
  * decode_mode: one query per token (decode attention); else n_tiles tiles in d_tiles. Returns the
- * bias still pending on the residual stream. head_next: run_head (rows 0..n-1) comes next, so the
- * last layer's chained products stay queued for the LM head to join. */
-static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending,
-                             int head_next) {
+ * bias still pending on the residual stream. */
+static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tiles, const float **pending) {
     const lop_config *c = &be->m->cfg;
     cudaStream_t s = be->stream;
-    const int ch = chained(be, n);
     *pending = NULL;
-    be->chain.n = 0, be->chain.nb = n;
     TRACE(be, PH_NONE, PH_EMBED);
     k_embed(be->emb, be->ld_dim, be->dt, be->d_tok, n, be->dim, be->x, s);
     TRACE(be, PH_EMBED, PH_NORM);
@@ -633,10 +620,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                 k_rope_args ra = {L->bqkv, be->d_seq, be->d_pos, L->inv_freq, L->nh, L->nkv, L->hd, be->max_seq,
                                   be->q, L->kc, L->vc};
                 k_xnorm_args xa = {be->x, L->attn_norm, be->eps, be->dim};
-                if (ch)
-                    CK(k_chain_add(&be->chain, GEMV_ROPE, L->wqkv, be->ld_dim, L->qkv_rows, NULL, 0, &xa, NULL, 0,
-                                   NULL, NULL, 0, &ra, s));
-                else if (xn)
+                if (xn)
                     k_gemv_xnorm(L->wqkv, be->ld_dim, be->dt, L->qkv_rows, &xa, n, GEMV_ROPE, NULL, 0, NULL, 0, NULL,
                                  &ra, s);
                 else
@@ -650,7 +634,6 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                              L->inv_freq, be->q, L->kc, L->vc, be->max_seq, s);
             }
             TRACE(be, PH_ROPE, PH_ATTN);
-            if (ch) CK(k_chain_flush(&be->chain, s));
             if (decode_mode)
                 k_attn_decode(be->q, L->kc, L->vc, be->d_seq, be->d_pos, n, L->nh, L->nkv, L->hd, be->max_seq,
                               be->n_slots, decode_splits(be, n, L), be->part, be->d_counters, be->att, ld_att, be->dt,
@@ -660,12 +643,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                                be->max_seq, be->att, ld_att, be->dt, 0, s);
             CK(cudaGetLastError());
             TRACE(be, PH_ATTN, PH_O);
-            if (ch)
-                CK(k_chain_add(&be->chain, GEMV_ACC, L->wo, ld_att, be->dim, be->att, ld_att, NULL, be->x, be->dim, L->bo,
-                               NULL, 0, NULL, s));
-            else
-                LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0,
-                           pending));
+            LOP_TRY(mm(be, L->wo, ld_att, be->dim, be->att, ld_att, n, GEMV_ACC, be->x, be->dim, L->bo, NULL, 0, pending));
             TRACE(be, PH_O, PH_NORM);
         }
         if (L->f) {
@@ -673,11 +651,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
             if (!xn) k_rmsnorm(be->x, *pending, L->ffn_norm, NULL, n, be->dim, be->eps, be->xb, be->ld_dim, be->dt, s);
             *pending = NULL;
             TRACE(be, PH_NORM, PH_GATEUP);
-            if (ch) {
-                k_xnorm_args xa = {be->x, L->ffn_norm, be->eps, be->dim};
-                CK(k_chain_add(&be->chain, GEMV_SWIGLU, L->wgu, be->ld_dim, 2 * L->f, NULL, 0, &xa, NULL, 0, L->bgu,
-                               be->h, lop_pad8(L->f), NULL, s));
-            } else if (xn) {
+            if (xn) {
                 k_xnorm_args xa = {be->x, L->ffn_norm, be->eps, be->dim};
                 k_gemv_xnorm(L->wgu, be->ld_dim, be->dt, 2 * L->f, &xa, n, GEMV_SWIGLU, NULL, 0, be->h, lop_pad8(L->f),
                              L->bgu, NULL, s);
@@ -686,16 +660,11 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
                            lop_pad8(L->f), pending));
             }
             TRACE(be, PH_GATEUP, PH_DOWN);
-            if (ch)
-                CK(k_chain_add(&be->chain, GEMV_ACC, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), NULL, be->x,
-                               be->dim, L->bd, NULL, 0, NULL, s));
-            else
-                LOP_TRY(mm(be, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), n, GEMV_ACC, be->x, be->dim, L->bd, NULL, 0,
+            LOP_TRY(mm(be, L->wd, lop_pad8(L->f), be->dim, be->h, lop_pad8(L->f), n, GEMV_ACC, be->x, be->dim, L->bd, NULL, 0,
                        pending));
             TRACE(be, PH_DOWN, PH_NORM);
         }
     }
-    if (!head_next) CK(k_chain_flush(&be->chain, s));
     CK(cudaGetLastError());
     return LOP_OK;
 }
@@ -703,18 +672,7 @@ static lop_status run_layers(lop_backend *be, int n, int decode_mode, int n_tile
 /* logits rows [nr][V] at dst for residual rows d_rows (NULL: rows 0..nr-1) */
 static lop_status run_head(lop_backend *be, const int32_t *d_rows, int nr, const float *pending, float *dst) {
     TRACE(be, PH_NONE, PH_HEAD);
-    const int xn_head = !d_rows && xnorm_here(be, nr, pending) && k_gemv_xnorm_store_ok(nr);
-    if (be->chain.n == 0) be->chain.nb = nr;
-    if (xn_head && chained(be, nr) && be->chain.nb == nr) { /* the head joins the last layer's chain */
-        k_xnorm_args xa = {be->x, be->out_norm, be->eps, be->dim};
-        CK(k_chain_add(&be->chain, GEMV_STORE, be->head, be->ld_dim, be->V, NULL, 0, &xa, dst, be->V, NULL, NULL, 0,
-                       NULL, be->stream));
-        CK(k_chain_flush(&be->chain, be->stream));
-        TRACE(be, PH_HEAD, PH_NONE);
-        return LOP_OK;
-    }
-    CK(k_chain_flush(&be->chain, be->stream)); /* what the last layer left queued */
-    if (xn_head) { /* the RMSNorm in the head's prologue */
+    if (!d_rows && xnorm_here(be, nr, pending) && k_gemv_xnorm_store_ok(nr)) { /* the RMSNorm in the head's prologue */
         k_xnorm_args xa = {be->x, be->out_norm, be->eps, be->dim};
         k_gemv_xnorm(be->head, be->ld_dim, be->dt, be->V, &xa, nr, GEMV_STORE, dst, be->V, NULL, 0, NULL, NULL,
                      be->stream);
@@ -776,7 +734,7 @@ static lop_status forward_impl(lop_backend *be, const lop_batch *b, float *host,
         int decode_mode = nt == nc;
         if (!decode_mode) CK(cudaMemcpyAsync(be->d_tiles, be->h_tiles, (size_t)(nt + 1) * 4, cudaMemcpyHostToDevice, s));
         const float *pending = NULL;
-        LOP_TRY(run_layers(be, nc, decode_mode, nt, &pending, 0));
+        LOP_TRY(run_layers(be, nc, decode_mode, nt, &pending));
         /* logits of the outputs that fall in this chunk, in groups of logits_cap rows */
         int j = 0;
         while (j < b->n_out) {
@@ -838,7 +796,7 @@ static lop_status cu_forward_logprob(lop_backend *be, const lop_batch *b, const 
 /* One decode step: forward over n_seq tokens (one per slot 0..n-1), sample, advance positions. */
 static lop_status enqueue_step(lop_backend *be, int n, k_sample_params sp) {
     const float *pending = NULL;
-    LOP_TRY(run_layers(be, n, 1, 0, &pending, 1));
+    LOP_TRY(run_layers(be, n, 1, 0, &pending));
     LOP_TRY(run_head(be, NULL, n, pending, be->logits));
     TRACE(be, PH_NONE, PH_SAMPLE);
     k_sample(be->logits, be->V, n, sp, be->d_rng, be->d_tok, be->d_hist, be->d_pos, be->d_step, be->stream);
@@ -868,7 +826,7 @@ static lop_status capture(lop_backend *be, int n, k_sample_params sp) {
     if (n > k_gemv_route_batch() && !env_off("LOP_CUDA_DECODE_TUNE")) {
         const float *pending = NULL;
         be->capturing = 1; /* no trace events for this pass */
-        lop_status st = run_layers(be, n, 1, 0, &pending, 1);
+        lop_status st = run_layers(be, n, 1, 0, &pending);
         if (st == LOP_OK) st = run_head(be, NULL, n, pending, be->logits);
         be->capturing = 0;
         LOP_TRY(st);

@@ -8,7 +8,8 @@
  * bitonic-sorted (logit descending, index ascending: the CPU sampler's order), and top-p and the
  * draw walk that sorted list like the CPU does. Otherwise (no top-k, or huge k) the top-p threshold
  * is found by the same radix walk over probability mass and the draw walks the kept tokens in index
- * order; tokens tied with a threshold are then all kept. Probabilities exp(k_i - max) are held as
+ * order; tokens tied with a threshold are then all kept (in every path, and in the CPU sampler:
+ * a tie at the top-p threshold is kept whole). Probabilities exp(k_i - max) are held as
  * 40-bit fixed point so every sum is exact integer arithmetic (bit-reproducible runs, no float
  * atomics). The distribution equals the CPU sampler's; single draws can differ (float vs double).
  * CAND (variant 2, the default; with top-k and V <= 32768): the row is read and divided by T once,
@@ -322,6 +323,11 @@ __global__ void __launch_bounds__(SMP_THREADS)
                 if (p.top_p > 0.f && p.top_p < 1.f) {
                     double target = (double)p.top_p * (double)s_cum[m - 1];
                     if (tid < m && (double)s_cum[tid] >= target && (tid == 0 || (double)s_cum[tid - 1] < target)) s_n = tid + 1;
+                    __syncthreads();
+                    keep = s_n;
+                    /* the tokens tied with the last kept one (contiguous: the list is sorted) */
+                    if (tid >= keep && tid < m && s_ck[tid] == s_ck[keep - 1] && (tid + 1 == m || s_ck[tid + 1] != s_ck[tid]))
+                        s_n = tid + 1;
                     __syncthreads();
                     keep = s_n;
                 }

@@ -65,25 +65,6 @@ typedef struct k_xnorm_args {
     float eps;
     int dim;
 } k_xnorm_args;
-/* One product, the GEMV kernels' argument (k_gemv, k_gemv_xnorm and k_chain_add fill it): W, its rows, the input
- * X or (xn) the residual stream to normalise, and the outputs of the mode's epilogue. */
-typedef struct k_gemv_phase {
-    int mode;
-    const void *W;
-    int ldw, rows;
-    const void *X;
-    int ldx;
-    float *Y;
-    int ldy;
-    const float *bias;
-    void *H;
-    int ldh;
-    k_rope_args ra;
-    k_xnorm_args xn;
-    int pf_lines; /* 128-byte lines of a warp's first row(s) prefetched before the PDL wait (0: none) */
-    int warps;    /* the chain kernel: warps that take part (0: all of the grid's; LOP_CUDA_GEMV_BALANCE) */
-} k_gemv_phase;
-
 int k_gemv_max_batch(void);   /* rows the hand GEMV kernels take at most (GEMV_MAX_NB) */
 int k_gemv_route_batch(void); /* rows up to which decode products use them rather than cuBLASLt */
 void k_gemv(const void *W, int ldw, lop_dtype dt, int rows, const void *X, int ldx, int nb, int mode, float *Y, int ldy,
@@ -94,27 +75,6 @@ int k_gemv_xnorm_enabled(void);
 int k_gemv_xnorm_store_ok(int nb); /* GEMV_STORE's normalised-input kernels take nb tokens and are on */
 void k_gemv_xnorm(const void *W, int ldw, lop_dtype dt, int rows, const k_xnorm_args *xn, int nb, int mode, float *Y,
                   int ldy, void *H, int ldh, const float *bias, const k_rope_args *rope, cudaStream_t s);
-
-/* Chained products (LOP_CUDA_CHAIN, k_chain.cu): the small-batch products between two attention
- * launches (o, gate/up, down, the next layer's q/k/v or the LM head) queued and run by one
- * persistent kernel with a grid barrier between them, each warp's first loads of the next product
- * issued before it waits there. Modes: GEMV_ACC with X (no norm); GEMV_SWIGLU, GEMV_ROPE and
- * GEMV_STORE with the normalised input xn (GEMV_STORE: the LM head). Arguments as k_gemv's. */
-#define K_CHAIN_MAX 4
-typedef struct k_chain {
-    k_gemv_phase ph[K_CHAIN_MAX];
-    int n, nb;                /* products queued, tokens */
-    int ld_xs;                /* row stride of the normalised input (the weights' ld over the model dim) */
-    lop_dtype dt;
-    unsigned long long *ctr;  /* device: one zeroed barrier counter per token count 1..K_CHAIN_NB */
-} k_chain;
-#define K_CHAIN_NB 2
-int k_chain_ok(int nb);     /* the chain is on (LOP_CUDA_CHAIN) and takes nb tokens */
-/* queue one product (xn: normalised input, else X); launches the queued ones first when full */
-cudaError_t k_chain_add(k_chain *c, int mode, const void *W, int ldw, int rows, const void *X, int ldx,
-                        const k_xnorm_args *xn, float *Y, int ldy, const float *bias, void *H, int ldh,
-                        const k_rope_args *rope, cudaStream_t s);
-cudaError_t k_chain_flush(k_chain *c, cudaStream_t s); /* launch what is queued (nothing: no launch) */
 
 /* ---- attention ---- */
 /* Decode-style: one query per token (any batch), split over the KV length into at most nsplit chunks

@@ -20,7 +20,6 @@ cudaError_t lop_tl_set_gemv(const lop_tl *t);
 cudaError_t lop_tl_set_attention(const lop_tl *t);
 cudaError_t lop_tl_set_elementwise(const lop_tl *t);
 cudaError_t lop_tl_set_sample(const lop_tl *t);
-cudaError_t lop_tl_set_chain(const lop_tl *t);
 
 #define TL_PER_SM 32768u
 
@@ -48,7 +47,7 @@ int lop_tl_init(void) {
         return 0;
     }
     if (lop_tl_set_gemv(&tl.d) || lop_tl_set_attention(&tl.d) || lop_tl_set_elementwise(&tl.d) ||
-        lop_tl_set_sample(&tl.d) || lop_tl_set_chain(&tl.d)) {
+        lop_tl_set_sample(&tl.d)) {
         fprintf(stderr, "timeline: cannot set the kernels' log address\n");
         return 0;
     }

@@ -70,14 +70,10 @@ __device__ __forceinline__ void tl_end(int kid, unsigned long long t0) {
     __shared__ unsigned long long tl_t0_[32];                                                      \
     if (!(threadIdx.x & 31)) tl_t0_[threadIdx.x >> 5] = tl_now()
 #define TL_END(kid) tl_end((kid), tl_t0_[threadIdx.x >> 5])
-/* a new start stamp (the chain kernel's products, k_chain.cu, each logged as a launch of its own) */
-#define TL_RESTAMP()                                                                               \
-    if (!(threadIdx.x & 31)) tl_t0_[threadIdx.x >> 5] = tl_now()
 #else
 #define LOP_TL_TU(name)
 #define TL_BEGIN() ((void)0)
 #define TL_END(kid) ((void)0)
-#define TL_RESTAMP() ((void)0)
 #endif
 
 #endif
