@@ -235,7 +235,10 @@ static void test_swiglu_xnorm(void **st) {
                 OK(lop_cuda_test_store_xnorm(y, x, nw, 1e-5f, W, n, 2 * f, in, dt));
                 snprintf(what, sizeof what, "rmsnorm-in-prologue gemv store n=%d rows=%d in=%d %s", n, 2 * f, in,
                          lop_dtype_name(dt));
-                CHECK_ERR(what, y, gu, (int64_t)n * 2 * f, 1e-4); /* the product alone, as test_linear stores it */
+                /* the product alone, as test_linear stores it; the normalised input may round the other
+                 * way in a few elements (its sum of squares is grouped differently), one bf16 ulp each:
+                 * 1.4e-4 at seed 1796232799 (bench/cuda/run25-h200) */
+                CHECK_ERR(what, y, gu, (int64_t)n * 2 * f, dt == LOP_BF16 ? 1e-3 : 1e-4);
                 free(y);
             }
             free(x), free(nw), free(W), free(b), free(xn), free(gu), free(g), free(u), free(ref), free(h);

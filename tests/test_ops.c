@@ -160,9 +160,20 @@ static void test_sampler(void **st) {
     lop_sampling greedy = {0, 0, 1, 0}, k1 = {1.0f, 1, 1, 0}, p_small = {1.0f, 0, 0.01f, 0};
     memcpy(l, base, sizeof l);
     assert_int_equal(lop_sample(l, 5, &greedy, &r, work), 1);
-    memcpy(l, base, sizeof l);
+    /* top-k 1 and a tiny top-p keep the tie at the top whole (the two 3s), never another token */
+    for (int i = 0; i < 50; i++) {
+        memcpy(l, base, sizeof l);
+        int t = lop_sample(l, 5, &k1, &r, work);
+        assert_true(t == 1 || t == 2);
+        memcpy(l, base, sizeof l);
+        t = lop_sample(l, 5, &p_small, &r, work);
+        assert_true(t == 1 || t == 2);
+    }
+    /* with a single best token they keep it alone */
+    float one[5] = {1, 3, 2.5f, 0.5f, -2};
+    memcpy(l, one, sizeof l);
     assert_int_equal(lop_sample(l, 5, &k1, &r, work), 1);
-    memcpy(l, base, sizeof l);
+    memcpy(l, one, sizeof l);
     assert_int_equal(lop_sample(l, 5, &p_small, &r, work), 1);
     /* top-k 2 never picks outside the two best; frequencies follow softmax of the survivors */
     lop_sampling k2 = {1.0f, 2, 1, 0};
