@@ -392,8 +392,11 @@ static void check_draws(const float *row, int V2, float T, int k, float p) {
     memcpy(rs, rs2, (size_t)N * 8);
     OK(lop_cuda_test_sample(t2, rows, N, V2, T, k, p, rs, -1));
     assert_memory_equal(t, t2, (size_t)N * 4); /* reproducible */
-    double worst = 0;
-    int outside = 0;
+    /* |z| of each kept token's frequency; tokens expected fewer than 10 times are pooled into one
+     * cell (the normal approximation fails for them: 3 draws where 0.3 are expected give |z| 4.9,
+     * which failed the check once in 20 runs, bench/cuda/run25-h200 call 4) */
+    double worst = 0, pool_p = 0;
+    int outside = 0, pool_n = 0;
     for (int j = 0; j < V2; j++) {
         int cnt = 0, at = -1;
         for (int i = 0; i < N; i++) cnt += t[i] == j;
@@ -403,9 +406,19 @@ static void check_draws(const float *row, int V2, float T, int k, float p) {
             outside += cnt;
             continue;
         }
+        if (prob[at] * N < 10) {
+            pool_p += prob[at], pool_n += cnt;
+            continue;
+        }
         double fr = (double)cnt / N, sd = sqrt(prob[at] * (1 - prob[at]) / N);
         double z = fabs(fr - prob[at]) / (sd > 1e-9 ? sd : 1e-9);
         if (z > worst) worst = z;
+    }
+    if (pool_p > 0) {
+        double fr = (double)pool_n / N, sd = sqrt(pool_p * (1 - pool_p) / N);
+        double z = fabs(fr - pool_p) / (sd > 1e-9 ? sd : 1e-9);
+        if (pool_p * N >= 10 && z > worst) worst = z;
+        if (pool_p * N < 10 && pool_n > 10 + 10 * pool_p * N) worst = 99; /* far too many rare draws */
     }
     printf("  sample T=%.1f k=%d p=%.2f: kept %d, %d draws outside the kept set, worst |z| %.2f (limit 5)\n", T, k, p, m,
            outside, worst);
