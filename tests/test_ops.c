@@ -246,6 +246,20 @@ static int ref_sample(const float *logits, int n, float temp, int k, double top_
     return t;
 }
 
+/* 4000 draws over {3, 2, 2, 2, -1} under sp: the 3 and all three 2s are drawn, the -1 never */
+static void draws_over_tie(const char *what, const lop_sampling *sp, lop_rng *r, void *work) {
+    const float tie[5] = {3.f, 2.f, 2.f, 2.f, -1.f};
+    float l[5];
+    int cnt[5] = {0};
+    for (int i = 0; i < 4000; i++) {
+        memcpy(l, tie, sizeof tie);
+        cnt[lop_sample(l, 5, sp, r, work)]++;
+    }
+    printf("  %s over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", what, cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]);
+    for (int i = 0; i < 4; i++) assert_true(cnt[i] > 0);
+    assert_int_equal(cnt[4], 0);
+}
+
 static void test_sampler_top_k_selection(void **st) {
     (void)st;
     enum { N = 1000 };
@@ -264,29 +278,14 @@ static void test_sampler_top_k_selection(void **st) {
         }
     }
     /* k = 2 cuts a run of three ties: all three can be drawn, the token below them never */
-    float tie[5] = {3.f, 2.f, 2.f, 2.f, -1.f};
-    lop_sampling sp = {1.f, 2, 1.f, 0};
     lop_rng r;
     lop_rng_seed(&r, 11, 0);
-    int cnt[5] = {0};
-    for (int i = 0; i < 4000; i++) {
-        memcpy(l, tie, sizeof tie);
-        cnt[lop_sample(l, 5, &sp, &r, work)]++;
-    }
-    printf("  top-k 2 over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", cnt[0], cnt[1], cnt[2], cnt[3], cnt[4]);
-    for (int i = 0; i < 4; i++) assert_true(cnt[i] > 0);
-    assert_int_equal(cnt[4], 0);
+    lop_sampling k2 = {1.f, 2, 1.f, 0};
+    draws_over_tie("top-k 2", &k2, &r, work);
     /* top-p 0.6 over the same row reaches p at the first 2 (mass 0.645): the tie is kept whole,
      * as the GPU sampler keeps it (its radix select cannot split a tie) */
-    lop_sampling tp = {1.f, 0, 0.6f, 0};
-    int cp[5] = {0};
-    for (int i = 0; i < 4000; i++) {
-        memcpy(l, tie, sizeof tie);
-        cp[lop_sample(l, 5, &tp, &r, work)]++;
-    }
-    printf("  top-p 0.6 over {3, 2, 2, 2, -1}: drawn %d %d %d %d %d times of 4000\n", cp[0], cp[1], cp[2], cp[3], cp[4]);
-    for (int i = 0; i < 4; i++) assert_true(cp[i] > 0);
-    assert_int_equal(cp[4], 0);
+    lop_sampling p6 = {1.f, 0, 0.6f, 0};
+    draws_over_tie("top-p 0.6", &p6, &r, work);
     free(work);
 }
 
