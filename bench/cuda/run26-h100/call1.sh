@@ -1,4 +1,4 @@
-# run26 call 1: the first H100 since run9 (every run from 10 to 25 was on an H200) -- the final code of
+# run26 call 1: the first benchmark on an H100 since run8 (runs 11-25 were on H200s) -- the final code of
 # run25 (43d91f1), built and tested, then the whole benchmark of issue 3 (bench/cuda_decode.sh: every
 # floor, with its ceilings measured in the same call), the HF anchor and the HF parity
 export LOP_DEBS=.carry/debs
