@@ -5,7 +5,9 @@
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files). One call
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test train parity bench b1sweep iso timeline hf demo
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test repeats train parity bench b1sweep iso timeline hf demo
+#   (repeats: test_cuda REPEATS times (default 10), each at a fresh random seed; a failing run's log is
+#   kept as repeat-fail-SEED.log, and LOP_TEST_SEED=SEED repeats it)
 #   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost,
 #   bench/tools/stream_shapes.cu, how fast 7B's matrix shapes stream under four access patterns, then
 #   bench/cuda_b1_sweep.sh, the batch-1 engine switches, about 5 minutes)
@@ -130,6 +132,22 @@ LOP_CUDA_HIST_MAPPED=0"
     echo "smollm2-shape greedy cuda: $g"; echo "smollm2-shape greedy cpu:  $c"
     [ "$g" = "$c" ] && echo "smollm2-shape greedy: identical 32 tokens" || echo "smollm2-shape greedy: DIFFERENT"
     stamp "tests done"
+fi
+
+if has repeats; then # the GPU tests draw random inputs: tolerance flakes show only across seeds
+    stamp "fresh-seed repeats"
+    n_rep=${REPEATS:-10}
+    for i in $(seq "$n_rep"); do
+        timeout 60 "$BUILD/tests/test_cuda" > /tmp/rep.log 2>&1
+        rc=$?
+        seed=$(grep -o 'random seed [0-9]*' /tmp/rep.log | grep -o '[0-9]*')
+        echo "repeat $i seed $seed exit $rc $(grep -E '^\[  (PASSED|FAILED)  \]' /tmp/rep.log | tr '\n' ' ')"
+        [ $rc = 0 ] || cp /tmp/rep.log "$OUT/repeat-fail-$seed.log"
+        sleep 1 # the seed is the time in seconds
+    done > "$OUT/repeats.txt"
+    grep -v "exit 0" "$OUT/repeats.txt"
+    echo "repeats passed: $(grep -c 'exit 0' "$OUT/repeats.txt") of $n_rep"
+    stamp "fresh-seed repeats done"
 fi
 
 if has train; then # the CUDA trainer against the CPU one, then the pruning criteria on a 7B model
