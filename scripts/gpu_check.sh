@@ -5,7 +5,9 @@
 # the benchmark and the HF anchor, and leave logs and results under $OUT (at most 8 files). One call
 # runs 10 minutes at most: build + test take several minutes and bench up to 7, so give them
 # separate calls (on a warm machine the build is kept between calls).
-# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test repeats train parity bench b1sweep iso timeline hf demo
+# Usage: LOP_DEBS=DIR_OF_DEBS scripts/gpu_check.sh [stages]   stages: build test repeats train parity bench b1sweep iso bound timeline hf demo
+#   (bound: bench/tools/step_bound.cu, the step of pure weight reads a per-product decode graph could reach,
+#   7B and 13B, beside lop's own batch-1 step of each in the same call; BOUND_ARGS sets the 7B spins)
 #   (repeats: test_cuda REPEATS times (default 10), each at a fresh random seed; a failing run's log is
 #   kept as repeat-fail-SEED.log, and LOP_TEST_SEED=SEED repeats it)
 #   (b1sweep: bench/tools/sync_cost.cu, what a launch gap, PDL and a grid barrier cost,
@@ -70,6 +72,7 @@ if has build; then
     nvcc -O3 -gencode arch=compute_90,code=sm_90 bench/tools/cuda_bw.cu -o "$BUILD/cuda_bw" -lcublas || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/sync_cost.cu -o "$BUILD/sync_cost" || exit 1
     nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/stream_shapes.cu -o "$BUILD/stream_shapes" || exit 1
+    nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 bench/tools/step_bound.cu -o "$BUILD/step_bound" || exit 1
     make -s BUILD="$BUILD" DEP_CFLAGS="$DEP_CFLAGS" DEP_LIBS="$DEP_LIBS" "${commit_arg[@]}" "$BUILD/gemv_iso" "$BUILD/sample_iso" || exit 1
     stamp "build done"
 fi
@@ -185,6 +188,16 @@ if has iso; then # lop's own GEMV launches alone (bench/tools/gemv_iso.cu), once
     done | tee "$OUT/gemv-iso.txt"
     timeout 60 "$BUILD/sample_iso" | tee "$OUT/sample-iso.txt"; echo "sample_iso exit ${PIPESTATUS[0]}"
     stamp "GEMV in isolation done"
+fi
+
+if has bound; then # the per-product step's bound (step_bound) and lop's own step, 7B and 13B batch 1, in one call
+    stamp "step bound"
+    { timeout 90 "$BUILD/step_bound" 7b ${BOUND_ARGS:-}; echo "step_bound 7b exit $?"
+      timeout 90 "$BUILD/step_bound" 13b; echo "step_bound 13b exit $?"; } | tee "$OUT/step-bound.txt"
+    bash -c 'source bench/cuda_run.sh; cuda_bench_init "$1" "$2" >/dev/null; run 7b_b1 synth:llama-7b 1 128; run 13b_b1 synth:llama-13b 1 128' \
+        _ "$OUT/bound-lop.csv" "$BUILD" > "$OUT/bound-lop.log" 2>&1
+    cat "$OUT/bound-lop.csv"
+    stamp "step bound done"
 fi
 
 if has timeline; then # TL_SWEEP="name=VARS;..." (default: the defaults alone), on a `make TIMELINE=1` build

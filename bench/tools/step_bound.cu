@@ -1,0 +1,165 @@
+/* The most a batch-1 decode step built as lop builds it -- one kernel per matrix product, the
+ * step's kernels in one CUDA graph -- could reach on this card (bench/cuda/NOTES.md 29).
+ * Why: lop's LLaMA-7B batch-1 step reaches 87 % of the streaming-read ceiling on an H100 but 78 % on
+ * an H200, and the issue's floor is 85 % on both. This replaces every product of the step by a pure
+ * streaming read of its weight bytes (stream_shapes' `linear`: cuda_bw's 16-byte loads over a
+ * resident grid, no arithmetic, no dependency) and times the step's graph of them, so that what is
+ * left between the bound and lop's step is lop's own (the loop's arithmetic and its epilogues), and
+ * what is left between the bound and the ceiling belongs to the step's shape (a ramp and a tail per
+ * kernel, the launch gaps). Graphs, each timed as the median of 7 replays after one:
+ *  - reads:       per layer q/k/v, o, gate/up, down, then the LM head (4 L + 1 kernels);
+ *  - layer_reads: per layer one read over the same four matrices (contiguous), then the head: what
+ *                 the product boundaries cost;
+ *  - gaps:        `reads` with an empty one-block kernel where lop launches the embedding, each
+ *                 layer's attention and the sampler (L + 2 more launches);
+ *  - nonproduct:  those kernels busy for ATTN_US, SAMPLER_US and EMBED_US (globaltimer spins; the
+ *                 times measured are printed): the step if lop's products were pure reads and its
+ *                 other kernels cost what they cost.
+ * Usage: step_bound [7b|13b] [ATTN_US SAMPLER_US EMBED_US] (default 7b 4.44 23.9 2.0: lop's H200
+ * in-graph times, run23's timeline). Prints "key value" lines; step_GB counts the weight bytes only
+ * (lop's decode line adds the norms and the KV cache read, ~0.3 % at 7B, L = 128).
+ * Build: nvcc -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 (scripts/gpu_check.sh bound). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <algorithm>
+#include <vector>
+
+#include "graph_timing.cuh"
+
+enum { THREADS = 128, REPS = 7 };
+
+/* stream_shapes' `linear` (cuda_bw's loop): n uint4 from p, four loads in flight per thread */
+__global__ void __launch_bounds__(THREADS) linear(const uint4 *p, size_t n, unsigned *y) {
+    unsigned acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride), d = __ldcs(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride) {
+        uint4 a = __ldcs(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    if (acc == 0x9e3779b9u) y[0] = acc; /* keeps the loads */
+}
+
+/* one block, busy for ns nanoseconds of the global timer (0: returns at once) */
+__global__ void spin(unsigned ns) {
+    if (!ns) return;
+    uint64_t t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+}
+
+/* microseconds of one replay of launch(), captured once */
+template <typename F> static float graph_us(cudaStream_t s, F launch) {
+    return graph_us_per_launch(s, 1, REPS, [&](int) { launch(); });
+}
+
+int main(int argc, char **argv) {
+    const char *model = argc > 1 ? argv[1] : "7b";
+    const float attn_us = argc > 2 ? (float)atof(argv[2]) : 4.44f, smp_us = argc > 3 ? (float)atof(argv[3]) : 23.9f,
+                emb_us = argc > 4 ? (float)atof(argv[4]) : 2.0f;
+    int dim, ffn, layers, vocab = 32000;
+    if (!strcmp(model, "7b")) dim = 4096, ffn = 11008, layers = 32;
+    else if (!strcmp(model, "13b")) dim = 5120, ffn = 13824, layers = 40;
+    else {
+        fprintf(stderr, "step_bound: model '%s': expected 7b or 13b\n", model);
+        return 2;
+    }
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device %s\nmodel %s\n", prop.name, model);
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, linear, THREADS, 0));
+    const int grid = per_sm * prop.multiProcessorCount;
+    unsigned *y;
+    CK(cudaMalloc(&y, 4));
+
+    /* the read ceiling as cuda_bw measures it: 4 GiB once, 8 blocks of 256 threads per SM, median of 20 */
+    {
+        const size_t n = ((size_t)4 << 30) / 16;
+        uint4 *a;
+        CK(cudaMalloc(&a, n * 16));
+        CK(cudaMemsetAsync(a, 0x3c, n * 16, s));
+        cudaEvent_t e0, e1;
+        CK(cudaEventCreate(&e0));
+        CK(cudaEventCreate(&e1));
+        std::vector<float> t;
+        for (int r = 0; r < 25; r++) {
+            CK(cudaEventRecord(e0, s));
+            linear<<<prop.multiProcessorCount * 8, 256, 0, s>>>(a, n, y);
+            CK(cudaEventRecord(e1, s));
+            CK(cudaEventSynchronize(e1));
+            float ms;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= 5) t.push_back(ms);
+        }
+        std::sort(t.begin(), t.end());
+        printf("read_GBps %.1f\n", n * 16 / (t[t.size() / 2] * 1e6));
+        CK(cudaFree(a));
+    }
+
+    /* the weights: per layer q/k/v (3 dim rows), o, gate/up (2 ffn rows), down, contiguous; the head */
+    const size_t n_qkv = (size_t)3 * dim * dim / 8, n_o = (size_t)dim * dim / 8, n_gu = (size_t)2 * ffn * dim / 8,
+                 n_down = (size_t)dim * ffn / 8, n_layer = n_qkv + n_o + n_gu + n_down, n_head = (size_t)vocab * dim / 8;
+    std::vector<uint4 *> Wl(layers);
+    for (int l = 0; l < layers; l++) {
+        CK(cudaMalloc(&Wl[l], n_layer * 16));
+        CK(cudaMemsetAsync(Wl[l], 0x3c, n_layer * 16, s));
+    }
+    uint4 *Wh;
+    CK(cudaMalloc(&Wh, n_head * 16));
+    CK(cudaMemsetAsync(Wh, 0x3c, n_head * 16, s));
+    CK(cudaStreamSynchronize(s));
+    const double gb = (double)(n_layer * layers + n_head) * 16 / 1e9;
+    printf("step_GB %.3f\nkernels_per_step %d\n", gb, 4 * layers + 1);
+
+    auto read = [&](const uint4 *p, size_t n) { linear<<<grid, THREADS, 0, s>>>(p, n, y); };
+    auto products = [&](int l) {
+        const uint4 *w = Wl[l];
+        read(w, n_qkv), read(w + n_qkv, n_o), read(w + n_qkv + n_o, n_gu), read(w + n_qkv + n_o + n_gu, n_down);
+    };
+    /* the step with lop's other kernels as spins of a, m, e nanoseconds (0: empty launches) */
+    auto step = [&](unsigned a, unsigned m, unsigned e) {
+        spin<<<1, 32, 0, s>>>(e);
+        for (int l = 0; l < layers; l++) {
+            const uint4 *w = Wl[l];
+            read(w, n_qkv);
+            spin<<<1, 32, 0, s>>>(a);
+            read(w + n_qkv, n_o), read(w + n_qkv + n_o, n_gu), read(w + n_qkv + n_o + n_gu, n_down);
+        }
+        read(Wh, n_head);
+        spin<<<1, 32, 0, s>>>(m);
+    };
+    auto report = [&](const char *name, float us) {
+        printf("%s_us %.1f\n%s_tok_s %.1f\n%s_GBps %.1f\n", name, us, name, 1e6 / us, name, gb * 1e6 / us);
+    };
+    report("reads", graph_us(s, [&] {
+               for (int l = 0; l < layers; l++) products(l);
+               read(Wh, n_head);
+           }));
+    report("layer_reads", graph_us(s, [&] {
+               for (int l = 0; l < layers; l++) read(Wl[l], n_layer);
+               read(Wh, n_head);
+           }));
+    report("gaps", graph_us(s, [&] { step(0, 0, 0); }));
+    const unsigned an = (unsigned)(attn_us * 1e3f), mn = (unsigned)(smp_us * 1e3f), en = (unsigned)(emb_us * 1e3f);
+    report("nonproduct", graph_us(s, [&] { step(an, mn, en); }));
+    /* what the spins took in a graph of their own, per launch (the globaltimer's resolution included) */
+    printf("spin_attn_us %.2f\n", graph_us_per_launch(s, layers, REPS, [&](int) { spin<<<1, 32, 0, s>>>(an); }));
+    printf("spin_sampler_us %.2f\n", graph_us_per_launch(s, 8, REPS, [&](int) { spin<<<1, 32, 0, s>>>(mn); }));
+    printf("spin_embed_us %.2f\n", graph_us_per_launch(s, 8, REPS, [&](int) { spin<<<1, 32, 0, s>>>(en); }));
+    printf("spin_empty_us %.2f\n", graph_us_per_launch(s, layers, REPS, [&](int) { spin<<<1, 32, 0, s>>>(0); }));
+    for (auto w : Wl) CK(cudaFree(w));
+    CK(cudaFree(Wh));
+    CK(cudaFree(y));
+    return 0;
+}
