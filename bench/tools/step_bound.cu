@@ -14,7 +14,13 @@
  *                 layer's attention and the sampler (L + 2 more launches);
  *  - nonproduct:  those kernels busy for ATTN_US, SAMPLER_US and EMBED_US (globaltimer spins; the
  *                 times measured are printed): the step if lop's products were pure reads and its
- *                 other kernels cost what they cost.
+ *                 other kernels cost what they cost;
+ *  - chain, chain_pre: the other shape a step can take, one persistent kernel (2 blocks of 1024
+ *                 threads per SM) reading the 4 L + 1 products in turn with a grid barrier between
+ *                 them (release-add on a counter, acquire poll), where a real product would wait
+ *                 for its input; chain_pre issues each thread's first round of the next product
+ *                 before the barrier (weights never wait on anything): what a megakernel's barriers
+ *                 cost against the launches they replace, before any register cost.
  * Usage: step_bound [7b|13b] [ATTN_US SAMPLER_US EMBED_US] (default 7b 4.44 23.9 2.0: lop's H200
  * in-graph times, run23's timeline). Prints "key value" lines; step_GB counts the weight bytes only
  * (lop's decode line adds the norms and the KV cache read, ~0.3 % at 7B, L = 128).
@@ -44,6 +50,54 @@ __global__ void __launch_bounds__(THREADS) linear(const uint4 *p, size_t n, unsi
         acc ^= a.x ^ a.y ^ a.z ^ a.w;
     }
     if (acc == 0x9e3779b9u) y[0] = acc; /* keeps the loads */
+}
+
+/* the chain: phase k reads ns[k] uint4 from ps[k]; a grid barrier between phases (ctr zeroed before);
+ * PRE: the next phase's first round of four loads issued before the barrier, used after it */
+template <int PRE>
+__global__ void __launch_bounds__(1024) chain(const uint4 *const *ps, const size_t *ns, int nph,
+                                             unsigned long long *ctr, unsigned *y) {
+    unsigned acc = 0;
+    const size_t stride = (size_t)gridDim.x * blockDim.x, i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    uint4 pre[4];
+    int have = 0;
+    for (int k = 0; k < nph; k++) {
+        const uint4 *p = ps[k];
+        const size_t n = ns[k];
+        size_t i = i0;
+        if (have) { /* the round loaded before the barrier: i0 + u * stride, u < 4, where < n */
+            for (int u = 0; u < 4; u++)
+                if (i0 + u * stride < n) acc ^= pre[u].x ^ pre[u].y ^ pre[u].z ^ pre[u].w;
+            i += 4 * stride;
+            have = 0;
+        }
+        for (; i + 3 * stride < n; i += 4 * stride) {
+            uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride), d = __ldcs(p + i + 3 * stride);
+            acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+        }
+        for (; i < n; i += stride) {
+            uint4 a = __ldcs(p + i);
+            acc ^= a.x ^ a.y ^ a.z ^ a.w;
+        }
+        if (k + 1 == nph) break;
+        if (PRE) {
+            const uint4 *q = ps[k + 1];
+            const size_t m = ns[k + 1];
+            for (int u = 0; u < 4; u++)
+                if (i0 + u * stride < m) pre[u] = __ldcs(q + i0 + u * stride);
+            have = 1;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const unsigned long long want = (unsigned long long)(k + 1) * gridDim.x;
+            unsigned long long v;
+            asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(ctr) : "memory");
+            do asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(ctr) : "memory");
+            while (v < want);
+        }
+        __syncthreads();
+    }
+    if (acc == 0x9e3779b9u) y[0] = acc;
 }
 
 /* one block, busy for ns nanoseconds of the global timer (0: returns at once) */
@@ -83,7 +137,7 @@ int main(int argc, char **argv) {
     unsigned *y;
     CK(cudaMalloc(&y, 4));
 
-    /* the read ceiling as cuda_bw measures it: 4 GiB once, 8 blocks of 256 threads per SM, median of 20 */
+    /* the read ceiling as cuda_bw measures it: 4 GiB once, 2048 threads per SM, median of 20 */
     {
         const size_t n = ((size_t)4 << 30) / 16;
         uint4 *a;
@@ -95,7 +149,8 @@ int main(int argc, char **argv) {
         std::vector<float> t;
         for (int r = 0; r < 25; r++) {
             CK(cudaEventRecord(e0, s));
-            linear<<<prop.multiProcessorCount * 8, 256, 0, s>>>(a, n, y);
+            linear<<<prop.multiProcessorCount * 16, THREADS, 0, s>>>(a, n, y);
+            CK(cudaGetLastError());
             CK(cudaEventRecord(e1, s));
             CK(cudaEventSynchronize(e1));
             float ms;
@@ -150,6 +205,40 @@ int main(int argc, char **argv) {
                for (int l = 0; l < layers; l++) read(Wl[l], n_layer);
                read(Wh, n_head);
            }));
+    {   /* the chain over the same products: phase table in device memory, the counter zeroed in the graph */
+        std::vector<const uint4 *> ps;
+        std::vector<size_t> ns;
+        for (int l = 0; l < layers; l++) {
+            const uint4 *w = Wl[l];
+            const uint4 *q[4] = {w, w + n_qkv, w + n_qkv + n_o, w + n_qkv + n_o + n_gu};
+            const size_t m[4] = {n_qkv, n_o, n_gu, n_down};
+            for (int k = 0; k < 4; k++) ps.push_back(q[k]), ns.push_back(m[k]);
+        }
+        ps.push_back(Wh), ns.push_back(n_head);
+        const uint4 **dps;
+        size_t *dns;
+        unsigned long long *ctr;
+        CK(cudaMalloc(&dps, ps.size() * sizeof(*dps)));
+        CK(cudaMalloc(&dns, ns.size() * sizeof(*dns)));
+        CK(cudaMalloc(&ctr, sizeof(*ctr)));
+        CK(cudaMemcpy(dps, ps.data(), ps.size() * sizeof(*dps), cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dns, ns.data(), ns.size() * sizeof(*dns), cudaMemcpyHostToDevice));
+        auto run_chain = [&](const char *name, auto kern) {
+            int per = 0;
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, 1024, 0));
+            const int g = per * prop.multiProcessorCount; /* every block resident: the barrier needs it */
+            report(name, graph_us(s, [&] {
+                       CK(cudaMemsetAsync(ctr, 0, sizeof(*ctr), s));
+                       kern<<<g, 1024, 0, s>>>(dps, dns, (int)ps.size(), ctr, y);
+                   }));
+            CK(cudaGetLastError());
+        };
+        run_chain("chain", chain<0>);
+        run_chain("chain_pre", chain<1>);
+        CK(cudaFree(dps));
+        CK(cudaFree(dns));
+        CK(cudaFree(ctr));
+    }
     report("gaps", graph_us(s, [&] { step(0, 0, 0); }));
     const unsigned an = (unsigned)(attn_us * 1e3f), mn = (unsigned)(smp_us * 1e3f), en = (unsigned)(emb_us * 1e3f);
     report("nonproduct", graph_us(s, [&] { step(an, mn, en); }));
