@@ -1,6 +1,6 @@
-/* What the CUDA probes in bench/tools share: exit on a CUDA error naming the call (CK), and the time
+/* What the CUDA probes in bench/tools share: exit on a CUDA error naming the call (CK), the time
  * of one launch when n of them run inside one CUDA graph (graph_us_per_launch), which is how a
- * decode step runs its kernels. Why a graph: launched one by one, each kernel would also pay the
+ * decode step runs its kernels, and the streaming read of the read ceiling (read_xor). Why a graph: launched one by one, each kernel would also pay the
  * host's launch cost, which the step does not. */
 #pragma once
 #include <stdio.h>
@@ -16,6 +16,21 @@
             exit(1);                                                                                \
         }                                                                                           \
     } while (0)
+
+/* the read ceiling's loop (cuda_bw, stream_shapes' linear, step_bound): uint4 i, i + stride, ... < n
+ * of p with four 16-byte loads in flight per thread, xor-folded so that the loads are kept */
+__device__ __forceinline__ unsigned read_xor(const uint4 *p, size_t i, size_t n, size_t stride) {
+    unsigned acc = 0;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        uint4 a = __ldcs(p + i), b = __ldcs(p + i + stride), c = __ldcs(p + i + 2 * stride), d = __ldcs(p + i + 3 * stride);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w ^ b.x ^ b.y ^ b.z ^ b.w ^ c.x ^ c.y ^ c.z ^ c.w ^ d.x ^ d.y ^ d.z ^ d.w;
+    }
+    for (; i < n; i += stride) {
+        uint4 a = __ldcs(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    return acc;
+}
 
 /* microseconds per launch: launch(0..n-1) captured in a graph on s, replayed 1 + reps times, the
  * median of the last reps */
